@@ -1,0 +1,78 @@
+"""BERT multi-head self-attention with a fused query/key/value projection."""
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+# The original adds -10000 to the scores of padded keys; it stays finite in float16 too.
+_MASK_BIAS = -10000.0
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class SelfAttention(keras.layers.Layer):
+    """Scaled dot-product self-attention as in the original BERT.
+
+    Inputs:
+      hidden: float [batch, seq_len, hidden_size].
+      input_mask: int/bool [batch, seq_len], 1 for real tokens, 0 for padding.
+    Output: float [batch, seq_len, hidden_size] (before the output projection's residual).
+
+    One [hidden, 3*hidden] matmul computes query, key and value together (one large GEMM is
+    faster than three small ones); the kernel's columns are [query | key | value], each laid out
+    head-major, which is how checkpoint conversion concatenates the original's three kernels.
+    Scores are scaled by 1/sqrt(head_dim) and the softmax runs in float32 under mixed precision.
+    """
+
+    def __init__(self, hidden_size: int, num_attention_heads: int,
+                 attention_probs_dropout_prob: float = 0.1, initializer_range: float = 0.02,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if hidden_size % num_attention_heads:
+            raise ValueError(f"hidden_size {hidden_size} is not divisible by "
+                             f"num_attention_heads {num_attention_heads}.")
+        self.hidden_size = hidden_size
+        self.num_attention_heads = num_attention_heads
+        self.head_dim = hidden_size // num_attention_heads
+        self.attention_probs_dropout_prob = attention_probs_dropout_prob
+        self.initializer_range = initializer_range
+        init = keras.initializers.TruncatedNormal(stddev=initializer_range)
+        self.qkv = keras.layers.Dense(3 * hidden_size, kernel_initializer=init,
+                                      dtype=self.dtype_policy, name="qkv")
+        self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=init,
+                                               dtype=self.dtype_policy, name="output")
+        self.dropout = keras.layers.Dropout(attention_probs_dropout_prob,
+                                            dtype=self.dtype_policy, name="dropout")
+
+    def build(self, hidden_shape, input_mask_shape=None):
+        self.qkv.build(hidden_shape)
+        self.output_dense.build(tuple(hidden_shape[:-1]) + (self.hidden_size,))
+
+    def call(self, hidden, input_mask, training=None):
+        batch, seq_len = ops.shape(hidden)[0], ops.shape(hidden)[1]
+        qkv = self.qkv(hidden)
+        qkv = ops.reshape(qkv, (batch, seq_len, 3, self.num_attention_heads, self.head_dim))
+        qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # [3, batch, heads, seq, head_dim]
+        query, key, value = qkv[0], qkv[1], qkv[2]
+        query = query * ops.cast(1.0 / math.sqrt(self.head_dim), query.dtype)
+        scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))  # [b, h, q, k]
+        scores = ops.cast(scores, "float32")
+        mask = ops.cast(ops.reshape(input_mask, (batch, 1, 1, seq_len)), "float32")
+        scores = scores + (1.0 - mask) * _MASK_BIAS
+        probs = ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype)
+        probs = self.dropout(probs, training=training)
+        context = ops.matmul(probs, value)  # [b, h, seq, head_dim]
+        context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)),
+                              (batch, seq_len, self.hidden_size))
+        return self.output_dense(context)
+
+    def compute_output_shape(self, hidden_shape, input_mask_shape=None):
+        return tuple(hidden_shape[:-1]) + (self.hidden_size,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(hidden_size=self.hidden_size, num_attention_heads=self.num_attention_heads,
+                      attention_probs_dropout_prob=self.attention_probs_dropout_prob,
+                      initializer_range=self.initializer_range)
+        return config

