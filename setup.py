@@ -15,6 +15,8 @@ setup(
         "keras>=3.10,<4",
         "absl-py>=2.0",
         "tensorflow-datasets>=4.9",
+        # TF 2.21 no longer pulls it in, but tf.summary needs it to write TensorBoard events.
+        "tensorboard",
         # Reads Hugging Face .safetensors into numpy without torch.
         "safetensors>=0.4",
         "numpy",

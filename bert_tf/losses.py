@@ -1,0 +1,43 @@
+"""Losses of the original BERT heads, computed in float32 whatever the compute dtype."""
+from __future__ import annotations
+
+from keras import ops
+
+
+def _nll(logits, labels):
+    """Negative log-likelihood of int `labels` [...] under float `logits` [..., classes]."""
+    log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+    labels = ops.expand_dims(ops.cast(labels, "int32"), -1)
+    return -ops.squeeze(ops.take_along_axis(log_probs, labels, axis=-1), -1)
+
+
+def masked_lm_loss(logits, masked_lm_ids, masked_lm_weights):
+    """sum(w * nll) / (sum(w) + 1e-5) over all masked positions, as the original.
+
+    logits: float [batch, predictions, vocab]; ids: int [batch, predictions];
+    weights: float [batch, predictions] (0 for padding predictions). Returns a float32 scalar.
+    """
+    weights = ops.cast(masked_lm_weights, "float32")
+    return ops.sum(_nll(logits, masked_lm_ids) * weights) / (ops.sum(weights) + 1e-5)
+
+
+def next_sentence_loss(logits, next_sentence_labels):
+    """Mean NLL of the NSP labels (0 = actual next, 1 = random). logits: [batch, 2]."""
+    return ops.mean(_nll(logits, ops.reshape(next_sentence_labels, (-1,))))
+
+
+def classification_loss(logits, labels):
+    """Mean cross-entropy; logits float [batch, classes], labels int [batch]."""
+    return ops.mean(_nll(logits, ops.reshape(labels, (-1,))))
+
+
+def regression_loss(logits, labels):
+    """Mean squared error; logits float [batch, 1], labels float [batch]."""
+    predictions = ops.reshape(ops.cast(logits, "float32"), (-1,))
+    return ops.mean(ops.square(predictions - ops.cast(ops.reshape(labels, (-1,)), "float32")))
+
+
+def span_loss(start_logits, end_logits, start_positions, end_positions):
+    """(CE(start) + CE(end)) / 2 over the sequence, as the original run_squad."""
+    return (classification_loss(start_logits, start_positions)
+            + classification_loss(end_logits, end_positions)) / 2.0

@@ -1,0 +1,98 @@
+"""The pretraining task: masked LM + next-sentence prediction, losses and metrics as the original."""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from bert_tf import inputs, losses
+from bert_tf.config import BertConfig
+from bert_tf.models import BertEncoder, BertPretrainer
+from bert_tf.task_base import Task
+
+MODEL_INPUTS = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions")
+
+
+class PretrainingTask(Task):
+    """Trains `BertPretrainer` on data_prep's TFRecords.
+
+    Loss = masked_lm_loss + next_sentence_loss. Eval metrics: `masked_lm_accuracy`,
+    `masked_lm_loss` (weighted mean over masked positions), `next_sentence_accuracy`,
+    `next_sentence_loss`.
+    """
+
+    def __init__(self, bert_config: BertConfig, input_file: str, train_batch_size: int,
+                 max_seq_length: int = 128, max_predictions_per_seq: int = 20,
+                 eval_input_file: str | None = None, eval_batch_size: int = 8,
+                 seed: int = 12345):
+        if max_seq_length > bert_config.max_position_embeddings:
+            raise ValueError(f"max_seq_length ({max_seq_length}) exceeds the model's "
+                             f"max_position_embeddings ({bert_config.max_position_embeddings}).")
+        self.bert_config = bert_config
+        self.input_file = input_file
+        self.eval_input_file = eval_input_file
+        self.train_batch_size = train_batch_size
+        self.eval_batch_size = eval_batch_size
+        self.max_seq_length = max_seq_length
+        self.max_predictions_per_seq = max_predictions_per_seq
+        self.seed = seed
+        inputs.list_files(input_file, "input_file")  # fail fast, before building a model
+        if eval_input_file:
+            inputs.list_files(eval_input_file, "eval_input_file")
+
+    def build_model(self, dtype: str) -> keras.Model:
+        return BertPretrainer(BertEncoder.from_bert_config(self.bert_config, dtype=dtype))
+
+    def train_dataset(self, input_context, skip_batches: int) -> tf.data.Dataset:
+        batch = input_context.get_per_replica_batch_size(self.train_batch_size)
+        return inputs.pretraining_dataset(
+            self.input_file, batch, self.max_seq_length, self.max_predictions_per_seq,
+            is_training=True, input_context=input_context, skip_batches=skip_batches,
+            seed=self.seed)
+
+    def eval_dataset(self, input_context) -> tf.data.Dataset | None:
+        if not self.eval_input_file:
+            return None
+        batch = input_context.get_per_replica_batch_size(self.eval_batch_size)
+        return inputs.pretraining_dataset(
+            self.eval_input_file, batch, self.max_seq_length, self.max_predictions_per_seq,
+            is_training=False, input_context=input_context, flag_name="eval_input_file")
+
+    def _forward(self, model, batch, training):
+        return model({k: batch[k] for k in MODEL_INPUTS}, training=training)
+
+    def compute_loss(self, model, batch, training):
+        out = self._forward(model, batch, training)
+        mlm = losses.masked_lm_loss(out["masked_lm_logits"], batch["masked_lm_ids"],
+                                    batch["masked_lm_weights"])
+        nsp = losses.next_sentence_loss(out["next_sentence_logits"],
+                                        batch["next_sentence_labels"])
+        return mlm + nsp, {"masked_lm_loss": mlm, "next_sentence_loss": nsp}
+
+    def eval_step(self, model, batch):
+        out = self._forward(model, batch, training=False)
+        mlm_logits = ops.cast(out["masked_lm_logits"], "float32")
+        weights = ops.cast(batch["masked_lm_weights"], "float32")
+        ids = batch["masked_lm_ids"]
+        log_probs = ops.log_softmax(mlm_logits, axis=-1)
+        nll = -ops.squeeze(ops.take_along_axis(log_probs, ops.expand_dims(ids, -1), -1), -1)
+        mlm_correct = ops.cast(ops.equal(ops.argmax(mlm_logits, -1), ops.cast(ids, "int64")),
+                               "float32")
+        nsp_logits = ops.cast(out["next_sentence_logits"], "float32")
+        labels = ops.reshape(batch["next_sentence_labels"], (-1,))
+        nsp_nll = -ops.squeeze(ops.take_along_axis(ops.log_softmax(nsp_logits, -1),
+                                                   ops.expand_dims(labels, -1), -1), -1)
+        nsp_correct = ops.cast(ops.equal(ops.argmax(nsp_logits, -1),
+                                         ops.cast(labels, "int64")), "float32")
+        return {"mlm_weight": ops.sum(weights), "mlm_nll": ops.sum(nll * weights),
+                "mlm_correct": ops.sum(mlm_correct * weights),
+                "nsp_count": ops.cast(ops.shape(labels)[0], "float32"),
+                "nsp_nll": ops.sum(nsp_nll), "nsp_correct": ops.sum(nsp_correct)}
+
+    def finalize_eval(self, totals):
+        weight = max(totals.get("mlm_weight", 0.0), 1e-5)
+        count = max(totals.get("nsp_count", 0.0), 1.0)
+        return {"masked_lm_accuracy": totals.get("mlm_correct", 0.0) / weight,
+                "masked_lm_loss": totals.get("mlm_nll", 0.0) / weight,
+                "next_sentence_accuracy": totals.get("nsp_correct", 0.0) / count,
+                "next_sentence_loss": totals.get("nsp_nll", 0.0) / count}

@@ -1,0 +1,72 @@
+"""Pretrains BERT (masked LM + next sentence) on data_prep's TFRecords.
+
+    python -m bert_tf.run_pretraining --flagfile=flags/pretrain_tiny.flags
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import keras
+from absl import app, flags
+
+from bert_tf import distribute, script_flags, training
+from bert_tf.optimization import create_optimizer
+from bert_tf.pretraining import PretrainingTask
+
+FLAGS = flags.FLAGS
+
+script_flags.define_model_flags()
+script_flags.define_training_flags(learning_rate=5e-5, train_batch_size=32, eval_batch_size=8,
+                                   num_train_steps=100000, num_warmup_steps=10000)
+flags.DEFINE_string("input_file", None, "TFRecord shards: comma-separated globs.")
+flags.DEFINE_string("eval_input_file", None, "Eval TFRecord shards (default: none, no eval).")
+flags.DEFINE_integer("max_seq_length", 128, "Sequence length the records were written with.")
+flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked positions per record.")
+
+
+def main(argv) -> None:
+    del argv
+    logging.getLogger().setLevel(logging.INFO)
+    for name in ("input_file", "output_dir"):
+        if not FLAGS[name].value:
+            raise app.UsageError(f"--{name} is required.")
+    keras.utils.set_random_seed(FLAGS.seed)
+    config = script_flags.bert_config_from_flags(FLAGS)
+    strategy = distribute.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
+    task = PretrainingTask(config, FLAGS.input_file, FLAGS.train_batch_size,
+                           FLAGS.max_seq_length, FLAGS.max_predictions_per_seq,
+                           eval_input_file=FLAGS.eval_input_file,
+                           eval_batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed)
+    args = training.TrainingArgs(
+        output_dir=FLAGS.output_dir, train_batch_size=FLAGS.train_batch_size,
+        num_train_steps=FLAGS.num_train_steps, steps_per_loop=FLAGS.steps_per_loop,
+        save_checkpoints_steps=FLAGS.save_checkpoints_steps,
+        keep_checkpoint_max=FLAGS.keep_checkpoint_max,
+        num_accumulation_steps=FLAGS.num_accumulation_steps,
+        max_eval_steps=FLAGS.max_eval_steps if FLAGS.max_eval_steps > 0 else None,
+        dtype=FLAGS.dtype, jit_compile=FLAGS.jit_compile, do_train=FLAGS.do_train,
+        do_eval=FLAGS.do_eval and bool(FLAGS.eval_input_file))
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    if distribute.is_chief(strategy):
+        config.to_json_file(os.path.join(FLAGS.output_dir, "bert_config.json"))
+    init_fn = None
+    if FLAGS.init_checkpoint:
+        from bert_tf.checkpoints import init_from_checkpoint
+        init_fn = lambda model: init_from_checkpoint(model, FLAGS.init_checkpoint)  # noqa: E731
+    results = training.run(
+        task, args,
+        lambda: create_optimizer(FLAGS.learning_rate, FLAGS.num_train_steps,
+                                 FLAGS.num_warmup_steps, FLAGS.optimizer,
+                                 FLAGS.weight_decay_rate, FLAGS.end_learning_rate, FLAGS.power),
+        strategy=strategy, init_fn=init_fn)
+    logging.info("Final: %s", results)
+
+
+def run() -> None:
+    """Console entry point `bert-pretrain`."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,61 @@
+"""absl flag definitions shared by the bert_tf scripts (define_* functions; nothing global read
+outside a script's `main`)."""
+from __future__ import annotations
+
+from absl import flags
+
+from bert_tf import distribute
+from bert_tf.config import PRESETS, BertConfig
+from bert_tf.optimization import OPTIMIZERS
+
+
+def define_model_flags() -> None:
+    flags.DEFINE_string("bert_config_file", None, "bert_config.json of the model (original or "
+                        "Hugging Face format). Alternative to --model.")
+    flags.DEFINE_enum("model", None, list(PRESETS), "A preset size instead of --bert_config_file.")
+    flags.DEFINE_string("vocab_file", None, "WordPiece vocab; with --model it sets vocab_size.")
+    flags.DEFINE_integer("vocab_size", None, "vocab_size for --model when there is no vocab_file.")
+    flags.DEFINE_string("init_checkpoint", None, "Initial weights: a bert_tf checkpoint, an "
+                        "original TF1 BERT checkpoint or a Hugging Face model (dir or file).")
+
+
+def define_training_flags(learning_rate: float, train_batch_size: int, eval_batch_size: int,
+                          num_train_steps: int | None, num_warmup_steps: int | None) -> None:
+    flags.DEFINE_string("output_dir", None, "Where checkpoints, summaries and results go.")
+    flags.DEFINE_bool("do_train", True, "Train.")
+    flags.DEFINE_bool("do_eval", True, "Evaluate after training.")
+    flags.DEFINE_integer("train_batch_size", train_batch_size, "Global training batch size.")
+    flags.DEFINE_integer("eval_batch_size", eval_batch_size, "Global eval batch size.")
+    flags.DEFINE_float("learning_rate", learning_rate, "Peak learning rate.")
+    flags.DEFINE_integer("num_train_steps", num_train_steps, "Number of optimizer steps.")
+    flags.DEFINE_integer("num_warmup_steps", num_warmup_steps, "Linear warmup steps.")
+    flags.DEFINE_enum("optimizer", "adamw", list(OPTIMIZERS), "adamw (original BERT) or lamb.")
+    flags.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay (not on LayerNorm/bias).")
+    flags.DEFINE_float("end_learning_rate", 0.0, "Learning rate at the end of the decay.")
+    flags.DEFINE_float("power", 1.0, "Power of the polynomial decay (1 = linear).")
+    flags.DEFINE_integer("num_accumulation_steps", 1, "Micro-batches per optimizer step.")
+    flags.DEFINE_integer("save_checkpoints_steps", 1000, "Checkpoint every N steps.")
+    flags.DEFINE_integer("keep_checkpoint_max", 5, "How many checkpoints to keep.")
+    flags.DEFINE_integer("steps_per_loop", 100, "Steps per tf.function call and log line.")
+    flags.DEFINE_integer("max_eval_steps", 100, "Eval batches at most (<=0: the whole set).")
+    flags.DEFINE_enum("distribution_strategy", "one_device", list(distribute.STRATEGIES),
+                      "tf.distribute strategy; multi_worker_mirrored reads TF_CONFIG.")
+    flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for --distribution_strategy=tpu.")
+    flags.DEFINE_enum("dtype", "float32", list(distribute.DTYPES), "Compute precision.")
+    flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward/backward pass.")
+    flags.DEFINE_integer("seed", 12345, "Random seed (initialisation, data order, dropout).")
+
+
+def bert_config_from_flags(values: flags.FlagValues) -> BertConfig:
+    """The model config from --bert_config_file or --model (+ --vocab_file/--vocab_size)."""
+    if bool(values.bert_config_file) == bool(values.model):
+        raise flags.ValidationError("Give exactly one of --bert_config_file and --model.")
+    if values.bert_config_file:
+        return BertConfig.from_json_file(values.bert_config_file)
+    overrides = {}
+    if values.vocab_file:
+        with open(values.vocab_file, encoding="utf-8") as f:
+            overrides["vocab_size"] = sum(1 for _ in f)
+    elif values.vocab_size:
+        overrides["vocab_size"] = values.vocab_size
+    return BertConfig.from_preset(values.model, **overrides)

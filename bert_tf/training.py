@@ -1,0 +1,322 @@
+"""The one training/evaluation loop that every bert_tf task uses.
+
+What it gives every task: `tf.distribute` strategies, mixed precision (dynamic loss scaling for
+float16), XLA for the forward/backward pass, gradient accumulation, many steps per
+`tf.function` call (no per-step Python overhead), `tf.train.CheckpointManager` checkpoints
+that resume with the same step, optimizer state and data position, a checkpoint on SIGTERM
+(preemption), TensorBoard summaries and a progress line with rate and ETA.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import time
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+from bert_tf import distribute
+from bert_tf.task_base import Task
+
+_LOG = logging.getLogger("bert_tf.training")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingArgs:
+    """Plain arguments of `run` (scripts fill them from flags)."""
+
+    output_dir: str
+    train_batch_size: int
+    num_train_steps: int
+    steps_per_loop: int = 100
+    save_checkpoints_steps: int = 1000
+    keep_checkpoint_max: int = 5
+    num_accumulation_steps: int = 1
+    max_eval_steps: int | None = None
+    dtype: str = "float32"
+    jit_compile: bool = False
+    do_train: bool = True
+    do_eval: bool = True
+
+    def __post_init__(self):
+        for name in ("train_batch_size", "num_train_steps", "steps_per_loop",
+                     "save_checkpoints_steps", "keep_checkpoint_max", "num_accumulation_steps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
+        distribute.check_dtype(self.dtype)
+
+
+class _Preemption:
+    """Turns SIGTERM into a flag the loop checks between `tf.function` calls."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread: no handler, nothing to restore
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        _LOG.warning("SIGTERM received: saving a checkpoint and stopping.")
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _split_micro_batches(batch: dict, count: int) -> dict:
+    """[per_replica, ...] -> [count, per_replica // count, ...] for every tensor."""
+    return {k: tf.reshape(v, tf.concat([[count, -1], tf.shape(v)[1:]], 0))
+            for k, v in batch.items()}
+
+
+class Trainer:
+    """Holds the model, optimizer, checkpoint and compiled step functions of one run."""
+
+    def __init__(self, task: Task, strategy: tf.distribute.Strategy, args: TrainingArgs,
+                 optimizer_fn: Callable[[], keras.optimizers.Optimizer]):
+        self.task, self.strategy, self.args = task, strategy, args
+        replicas = strategy.num_replicas_in_sync
+        if args.train_batch_size % (replicas * args.num_accumulation_steps):
+            raise ValueError(
+                f"train_batch_size ({args.train_batch_size}) must be divisible by the number of "
+                f"replicas ({replicas}) times num_accumulation_steps "
+                f"({args.num_accumulation_steps}).")
+        self.chief = distribute.is_chief(strategy)
+        with strategy.scope():
+            self.model = task.build_model(args.dtype)
+            optimizer = optimizer_fn()
+            if args.dtype == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            optimizer.build(self.model.trainable_variables)
+            self.optimizer = optimizer
+            self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+        # Only the chief's checkpoints are kept; other workers must still take part in saving
+        # (it is a collective), so they write to a scratch directory that is then removed.
+        self._checkpoint_dir = os.path.join(args.output_dir, "checkpoints")
+        write_dir = self._checkpoint_dir if self.chief else os.path.join(
+            args.output_dir, f".worker_{distribute.task_id(strategy)}_checkpoints")
+        self.manager = tf.train.CheckpointManager(self.checkpoint, write_dir,
+                                                  max_to_keep=args.keep_checkpoint_max,
+                                                  checkpoint_name="ckpt")
+        self._grads_fn = tf.function(self._grads, jit_compile=args.jit_compile)
+
+    # --- checkpoints -------------------------------------------------------------------------
+    @property
+    def step(self) -> int:
+        return int(self.optimizer.iterations.numpy())
+
+    def restore_or_initialize(self, init_fn: Callable[[keras.Model], None] | None) -> bool:
+        """Resumes from the newest checkpoint in output_dir; else runs `init_fn`. True if resumed."""
+        latest = tf.train.latest_checkpoint(self._checkpoint_dir)
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            _LOG.info("Resumed from %s at step %d.", latest, self.step)
+            return True
+        if init_fn is not None:
+            init_fn(self.model)
+        return False
+
+    def save(self) -> str | None:
+        # CheckpointManager writes the data files first and then replaces the `checkpoint`
+        # state file atomically, so a kill mid-save never leaves a corrupt "latest".
+        path = self.manager.save(checkpoint_number=self.step)
+        if not self.chief:
+            shutil.rmtree(self.manager.directory, ignore_errors=True)
+            return None
+        _LOG.info("Saved checkpoint %s", path)
+        return path
+
+    # --- compiled steps ----------------------------------------------------------------------
+    def _grads(self, batch):
+        """Loss, logs and gradients of one micro-batch (XLA-compiled when jit_compile)."""
+        with tf.GradientTape() as tape:
+            loss, logs = self.task.compute_loss(self.model, batch, training=True)
+            # Gradients are summed across replicas by the optimizer: scale for their mean.
+            scaled = loss / self.strategy.num_replicas_in_sync
+            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                scaled = self.optimizer.scale_loss(scaled)
+        grads = tape.gradient(scaled, self.model.trainable_variables)
+        return loss, logs, grads
+
+    def _replica_step(self, batch):
+        grads_fn = self._grads_fn
+        count = self.args.num_accumulation_steps
+        if count == 1:
+            loss, logs, grads = grads_fn(batch)
+        else:
+            micro = _split_micro_batches(batch, count)
+            loss, logs, grads = grads_fn({k: v[0] for k, v in micro.items()})
+            # Embedding gradients arrive as IndexedSlices; a running sum needs dense tensors.
+            grads = [tf.convert_to_tensor(g) for g in grads]
+            for i in tf.range(1, count):
+                l_i, logs_i, g_i = grads_fn({k: v[i] for k, v in micro.items()})
+                loss = loss + l_i
+                logs = {k: logs[k] + logs_i[k] for k in logs}
+                grads = [a + tf.convert_to_tensor(b) for a, b in zip(grads, g_i)]
+            loss = loss / count
+            logs = {k: v / count for k, v in logs.items()}
+            grads = [g / count for g in grads]
+        self.optimizer.apply(grads, self.model.trainable_variables)
+        return {"loss": loss, **logs}
+
+    def _build_train_loop(self):
+        strategy = self.strategy
+
+        @tf.function
+        def train_loop(iterator, num_steps):
+            def one_step():
+                out = strategy.run(self._replica_step, args=(next(iterator),))
+                return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                        for k, v in out.items()}
+
+            totals = one_step()
+            for _ in tf.range(num_steps - 1):
+                out = one_step()
+                totals = {k: totals[k] + out[k] for k in totals}
+            return {k: v / tf.cast(num_steps, tf.float32) for k, v in totals.items()}
+
+        return train_loop
+
+    # --- train / eval ------------------------------------------------------------------------
+    def train(self) -> dict[str, float]:
+        args, strategy = self.args, self.strategy
+        start_step = self.step
+        if start_step >= args.num_train_steps:
+            _LOG.info("Already at step %d of %d: nothing to train.", start_step,
+                      args.num_train_steps)
+            return {}
+        dataset = strategy.distribute_datasets_from_function(
+            lambda ctx: self.task.train_dataset(ctx, skip_batches=start_step))
+        iterator = iter(dataset)
+        train_loop = self._build_train_loop()
+        writer = _summary_writer(args.output_dir, "train", self.chief)
+        seq_per_step = args.train_batch_size
+        logs: dict[str, float] = {}
+        t_run = time.time()
+        with _Preemption() as preemption:
+            while self.step < args.num_train_steps:
+                step = self.step
+                next_save = (step // args.save_checkpoints_steps + 1) * args.save_checkpoints_steps
+                num_steps = min(args.steps_per_loop, args.num_train_steps - step, next_save - step)
+                t0 = time.time()
+                out = train_loop(iterator, tf.constant(num_steps, tf.int32))
+                logs = {k: float(v) for k, v in out.items()}
+                elapsed = time.time() - t0
+                step = self.step
+                rate = num_steps * seq_per_step / elapsed
+                seq_len = getattr(self.task, "max_seq_length", 0)
+                lr = float(keras.ops.convert_to_tensor(self._learning_rate()))
+                done = step - start_step
+                eta = (args.num_train_steps - step) * (time.time() - t_run) / max(done, 1)
+                _LOG.info("step %d/%d  loss %.4f  %s  %.1f seq/s  %.0f tok/s  lr %.3g  ETA %s",
+                          step, args.num_train_steps, logs["loss"],
+                          "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k != "loss"),
+                          rate, rate * seq_len, lr, _format_eta(eta))
+                if writer is not None:
+                    with writer.as_default(step=step):
+                        for k, v in logs.items():
+                            tf.summary.scalar(k, v)
+                        tf.summary.scalar("learning_rate", lr)
+                        tf.summary.scalar("sequences_per_second", rate)
+                        tf.summary.scalar("tokens_per_second", rate * seq_len)
+                if step % args.save_checkpoints_steps == 0 or step >= args.num_train_steps:
+                    self.save()
+                if preemption.requested:
+                    if step % args.save_checkpoints_steps:
+                        self.save()
+                    raise SystemExit(143)
+        if writer is not None:
+            writer.flush()
+        return logs
+
+    def _learning_rate(self):
+        opt = self.optimizer
+        inner = getattr(opt, "inner_optimizer", opt)
+        return inner.learning_rate
+
+    def evaluate(self) -> dict[str, float]:
+        args, strategy = self.args, self.strategy
+        dataset = strategy.distribute_datasets_from_function(self.task.eval_dataset)
+
+        @tf.function
+        def eval_step(batch):
+            out = strategy.run(self.task.eval_step, args=(self.model, batch))
+            return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                    for k, v in out.items()}
+
+        totals: dict[str, float] = {}
+        for i, batch in enumerate(dataset):
+            if args.max_eval_steps is not None and i >= args.max_eval_steps:
+                break
+            for k, v in eval_step(batch).items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+        metrics = self.task.finalize_eval(totals)
+        metrics["global_step"] = self.step
+        _LOG.info("eval at step %d: %s", self.step,
+                  "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "global_step"))
+        writer = _summary_writer(args.output_dir, "eval", self.chief)
+        if writer is not None:
+            with writer.as_default(step=self.step):
+                for k, v in metrics.items():
+                    if k != "global_step":
+                        tf.summary.scalar(k, v)
+            writer.flush()
+            write_eval_results(os.path.join(args.output_dir, "eval_results.txt"), metrics)
+        return metrics
+
+
+def run(task: Task, args: TrainingArgs, optimizer_fn: Callable[[], keras.optimizers.Optimizer],
+        strategy: tf.distribute.Strategy | None = None,
+        init_fn: Callable[[keras.Model], None] | None = None) -> dict[str, float]:
+    """Trains (resuming if output_dir has checkpoints) and evaluates `task`.
+
+    Returns the eval metrics (empty when not evaluating) plus `global_step`.
+    """
+    strategy = strategy or distribute.get_strategy("one_device")
+    os.makedirs(args.output_dir, exist_ok=True)
+    trainer = Trainer(task, strategy, args, optimizer_fn)
+    trainer.restore_or_initialize(init_fn)
+    results: dict[str, float] = {}
+    if args.do_train:
+        results.update({f"train_{k}": v for k, v in trainer.train().items()})
+    if args.do_eval and type(task).eval_dataset is not Task.eval_dataset:
+        results.update(trainer.evaluate())
+    results["global_step"] = trainer.step
+    return results
+
+
+def write_eval_results(path: str, metrics: dict[str, float]) -> None:
+    """`key = value` lines, as the original's eval_results.txt, written atomically."""
+    text = "".join(f"{k} = {metrics[k]}\n" for k in sorted(metrics))
+    _atomic_write(path, text)
+
+
+def _atomic_write(path: str, text: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp.", dir=directory)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _summary_writer(output_dir: str, name: str, chief: bool):
+    if not chief:
+        return None
+    return tf.summary.create_file_writer(os.path.join(output_dir, "summaries", name))
+
+
+def _format_eta(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

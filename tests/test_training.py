@@ -1,0 +1,168 @@
+"""The shared training loop: learning, resume, preemption, distribution, precision."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import bert_tf
+from bert_tf import optimization, training
+from bert_tf.pretraining import PretrainingTask
+from tests.conftest import REPO_ROOT
+from tests.pretraining_data import write_pretraining_shards
+
+CONFIG = bert_tf.BertConfig.from_preset("tiny", vocab_size=64, max_position_embeddings=64,
+                                        hidden_dropout_prob=0.0,
+                                        attention_probs_dropout_prob=0.0)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return write_pretraining_shards(str(tmp_path_factory.mktemp("shards")))
+
+
+def _task(shards, batch=16):
+    return PretrainingTask(CONFIG, shards, batch, 32, 5, eval_input_file=shards,
+                           eval_batch_size=16)
+
+
+def _run(task, out, steps, **kwargs):
+    args = training.TrainingArgs(output_dir=str(out), train_batch_size=task.train_batch_size,
+                                 num_train_steps=steps, steps_per_loop=10,
+                                 save_checkpoints_steps=10, max_eval_steps=4, **kwargs)
+    return training.run(task, args, lambda: optimization.create_optimizer(1e-3, steps, 4))
+
+
+def test_learns_and_writes_results(shards, tmp_path):
+    before = _run(_task(shards), tmp_path / "zero", 1, do_train=False)
+    after = _run(_task(shards), tmp_path / "run", 80)
+    assert after["global_step"] == 80
+    assert after["masked_lm_accuracy"] > before["masked_lm_accuracy"] + 0.2
+    assert after["masked_lm_loss"] < before["masked_lm_loss"] - 1.0
+    results = (tmp_path / "run" / "eval_results.txt").read_text()
+    for key in ("masked_lm_accuracy", "masked_lm_loss", "next_sentence_accuracy",
+                "next_sentence_loss", "global_step"):
+        assert f"{key} = " in results
+    events = list((tmp_path / "run" / "summaries" / "train").iterdir())
+    assert events, "TensorBoard summaries were not written"
+
+
+def test_resume_continues_step_and_data_position(shards, tmp_path):
+    task = _task(shards)
+    _run(task, tmp_path, 20, do_eval=False)
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-20")
+    resumed = _run(task, tmp_path, 30, do_eval=False)
+    assert resumed["global_step"] == 30
+    # Skipping k batches lands on the batch an uninterrupted run would see next.
+    context = tf.distribute.InputContext()
+    full = list(task.train_dataset(context, skip_batches=0).take(4))
+    skipped = next(iter(task.train_dataset(context, skip_batches=3)))
+    np.testing.assert_array_equal(full[3]["input_ids"], skipped["input_ids"])
+
+
+def test_accumulation_counts_optimizer_steps(shards, tmp_path):
+    result = _run(_task(shards), tmp_path, 10, num_accumulation_steps=4, do_eval=False)
+    assert result["global_step"] == 10
+    with pytest.raises(ValueError, match="divisible"):
+        _run(_task(shards, batch=6), tmp_path / "bad", 10, num_accumulation_steps=4)
+
+
+@pytest.mark.parametrize("dtype, jit", [("mixed_float16", False), ("mixed_bfloat16", True)])
+def test_mixed_precision_and_xla_train(shards, tmp_path, dtype, jit):
+    result = _run(_task(shards), tmp_path, 20, dtype=dtype, jit_compile=jit)
+    assert np.isfinite(result["masked_lm_loss"]) and result["global_step"] == 20
+
+
+def _pretrain_cmd(shards, out, steps):
+    return [sys.executable, "-m", "bert_tf.run_pretraining", "--model=tiny", "--vocab_size=64",
+            f"--input_file={shards}", f"--output_dir={out}", "--max_seq_length=32",
+            "--max_predictions_per_seq=5", "--train_batch_size=8", f"--num_train_steps={steps}",
+            "--num_warmup_steps=2", "--save_checkpoints_steps=5", "--steps_per_loop=5",
+            "--learning_rate=1e-3"]
+
+
+def _wait_for_checkpoint(out, proc, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if tf.train.latest_checkpoint(os.path.join(out, "checkpoints")):
+            return
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.2)
+    raise AssertionError("no checkpoint appeared")
+
+
+def _env():
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO_ROOT}
+
+
+def test_sigkill_then_restart_loses_no_completed_steps(shards, tmp_path):
+    out = str(tmp_path)
+    cmd = _pretrain_cmd(shards, out, 4000)
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    _wait_for_checkpoint(out, proc)
+    time.sleep(1.0)
+    proc.kill()
+    proc.wait()
+    killed_at = int(tf.train.latest_checkpoint(os.path.join(out, "checkpoints")).split("-")[-1])
+    assert 0 < killed_at < 4000
+    # Restart with a short target: the run resumes from the last checkpoint and finishes.
+    final = killed_at + 10
+    done = subprocess.run(_pretrain_cmd(shards, out, final), cwd=REPO_ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"at step {killed_at}" in done.stderr
+    assert tf.train.latest_checkpoint(os.path.join(out, "checkpoints")).endswith(f"ckpt-{final}")
+
+
+def test_sigterm_saves_before_exit(shards, tmp_path):
+    out = str(tmp_path)
+    cmd = _pretrain_cmd(shards, out, 4000) + ["--save_checkpoints_steps=1000"]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    log = ""
+    # Wait until training is under way (a progress line), then ask it to stop.
+    while "step " not in log and time.time() < deadline:
+        line = proc.stdout.readline()
+        assert line or proc.poll() is None, log
+        log += line
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, log + rest
+    latest = tf.train.latest_checkpoint(os.path.join(out, "checkpoints"))
+    assert latest is not None and 0 < int(latest.split("-")[-1]) < 1000
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_worker_processes_agree_on_weights(shards, tmp_path):
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    procs = []
+    for index in range(2):
+        env = {**_env(), "TF_CONFIG": json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        procs.append(subprocess.Popen(
+            [sys.executable, os.path.join(REPO_ROOT, "tests", "multiworker_driver.py"), shards,
+             str(tmp_path / "out"), str(tmp_path / f"weights_{index}.npy")],
+            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True))
+    logs = [p.communicate(timeout=400)[0] for p in procs]
+    for p, log in zip(procs, logs):
+        assert p.returncode == 0, log[-3000:]
+    w0, w1 = (np.load(tmp_path / f"weights_{i}.npy") for i in range(2))
+    np.testing.assert_array_equal(w0, w1)
+    # Only the chief keeps checkpoints; the other worker's scratch copy is removed.
+    assert tf.train.latest_checkpoint(str(tmp_path / "out" / "checkpoints")).endswith("ckpt-6")
+    assert not (tmp_path / "out" / ".worker_1_checkpoints").exists()
