@@ -52,7 +52,7 @@ def main(argv) -> None:
         config.to_json_file(os.path.join(FLAGS.output_dir, "bert_config.json"))
     init_fn = None
     if FLAGS.init_checkpoint:
-        from bert_tf.checkpoints import init_from_checkpoint
+        from bert_tf.init_checkpoint import init_from_checkpoint
         init_fn = lambda model: init_from_checkpoint(model, FLAGS.init_checkpoint)  # noqa: E731
     results = training.run(
         task, args,

@@ -19,7 +19,7 @@ def write_pretraining_shards(directory: str, num_shards: int = 2, per_shard: int
     for shard in range(num_shards):
         n = per_shard
         lengths = rng.integers(seq_len // 2, seq_len + 1, n)
-        starts = rng.integers(5, vocab_size - seq_len, n)
+        starts = rng.integers(5, vocab_size, n)
         ids = np.zeros((n, seq_len), np.int64)
         mask = np.zeros((n, seq_len), np.int64)
         segments = np.zeros((n, seq_len), np.int64)
@@ -28,7 +28,7 @@ def write_pretraining_shards(directory: str, num_shards: int = 2, per_shard: int
         weights = np.zeros((n, max_pred), np.float32)
         nsp = rng.integers(0, 2, (n, 1)).astype(np.int64)
         for i, length in enumerate(lengths):
-            row = np.arange(starts[i], starts[i] + length) % vocab_size
+            row = 5 + (np.arange(starts[i], starts[i] + length) - 5) % (vocab_size - 5)
             row[0], row[-1] = 2, 3  # [CLS] ... [SEP]
             ids[i, :length], mask[i, :length] = row, 1
             segments[i, length // 2:length] = 1

@@ -1,0 +1,83 @@
+"""`init_from_checkpoint`: start a model from any supported checkpoint, format detected.
+
+Formats: a bert_tf training checkpoint (a `checkpoints/` directory or a `ckpt-N` prefix, as
+written by `bert_tf.training`), a `.keras` file, an original Google TF1 BERT checkpoint
+(`bert_model.ckpt`), or Hugging Face weights (`*.safetensors`, `pytorch_model.bin`, or a
+directory holding them). The encoder is always loaded; heads are loaded where the checkpoint
+has them and the model has the same heads (a pretrainer from a pretrainer checkpoint).
+"""
+from __future__ import annotations
+
+import glob
+import logging
+import os
+
+import keras
+import tensorflow as tf
+
+from bert_tf.models import BertEncoder, BertPretrainer
+
+_LOG = logging.getLogger(__name__)
+_HF_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def _encoder_of(model: keras.Model) -> BertEncoder:
+    if isinstance(model, BertEncoder):
+        return model
+    encoder = getattr(model, "encoder", None)
+    if not isinstance(encoder, BertEncoder):
+        raise ValueError(f"{type(model).__name__} has no BertEncoder to initialise.")
+    return encoder
+
+
+def checkpoint_format(path: str) -> tuple[str, str]:
+    """Returns (format, resolved path): format is bert_tf, keras, tf1 or huggingface."""
+    if path.endswith(".keras"):
+        return "keras", path
+    if path.endswith((".safetensors", ".bin")) or (
+            os.path.isdir(path) and any(os.path.exists(os.path.join(path, f)) or
+                                        glob.glob(os.path.join(path, "*.safetensors"))
+                                        for f in _HF_FILES)):
+        return "huggingface", path
+    prefix = path
+    if os.path.isdir(path):
+        prefix = tf.train.latest_checkpoint(path)
+        if prefix is None:
+            found = glob.glob(os.path.join(path, "*.ckpt.index")) or glob.glob(
+                os.path.join(path, "*.index"))
+            if not found:
+                raise ValueError(f"init_checkpoint {path!r}: no checkpoint, .keras, "
+                                 "safetensors or pytorch_model.bin found there.")
+            prefix = found[0][: -len(".index")]
+    if not os.path.exists(prefix + ".index"):
+        raise ValueError(f"init_checkpoint {path!r}: {prefix}.index does not exist.")
+    names = [name for name, _ in tf.train.list_variables(prefix)]
+    if any(name.startswith("model/") for name in names):
+        return "bert_tf", prefix
+    if any(name.startswith("bert/") for name in names):
+        return "tf1", prefix
+    raise ValueError(f"init_checkpoint {prefix!r}: neither a bert_tf checkpoint (model/...) nor "
+                     "an original BERT checkpoint (bert/...).")
+
+
+def init_from_checkpoint(model: keras.Model, path: str) -> str:
+    """Loads weights from `path` into `model` (format auto-detected); returns the format."""
+    kind, resolved = checkpoint_format(path)
+    if kind == "bert_tf":
+        if isinstance(model, BertPretrainer):
+            status = tf.train.Checkpoint(model=model).read(resolved)
+        else:
+            target = tf.train.Checkpoint(encoder=_encoder_of(model))
+            status = tf.train.Checkpoint(model=target).read(resolved)
+        status.expect_partial().assert_existing_objects_matched()
+    elif kind == "keras":
+        source = keras.saving.load_model(resolved)
+        _encoder_of(model).set_weights(_encoder_of(source).get_weights())
+    elif kind == "tf1":
+        from bert_tf.checkpoints import load_tf1_checkpoint
+        load_tf1_checkpoint(model, resolved)
+    else:
+        from bert_tf.checkpoints import load_huggingface_checkpoint
+        load_huggingface_checkpoint(model, resolved)
+    _LOG.info("Initialised %s from %s checkpoint %s", model.name, kind, resolved)
+    return kind
