@@ -1,0 +1,80 @@
+"""Exports a bert_tf model as a SavedModel with raw-text and id signatures.
+
+    python -m bert_tf.export_savedmodel --keras_model=runs/demo/classifier/model.keras \
+        --vocab_file=runs/demo/vocab.txt --export_dir=runs/demo/export/classifier
+    # or from a training checkpoint:
+    python -m bert_tf.export_savedmodel --checkpoint=runs/demo/pretrain/checkpoints \
+        --bert_config_file=runs/demo/pretrain/bert_config.json --kind=fill_mask ...
+"""
+from __future__ import annotations
+
+import logging
+
+import keras
+from absl import app, flags
+
+from bert_tf import export
+from bert_tf.config import BertConfig
+from bert_tf.init_checkpoint import init_from_checkpoint
+from bert_tf.models import (BertClassifier, BertEncoder, BertPretrainer, BertSpanLabeler,
+                            BertTokenClassifier)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("keras_model", None, "A saved .keras bert_tf model to export.")
+flags.DEFINE_string("checkpoint", None, "Or: any checkpoint init_checkpoint accepts.")
+flags.DEFINE_string("bert_config_file", None, "Config for --checkpoint.")
+flags.DEFINE_enum("kind", None, list(export.KINDS), "Model kind for --checkpoint "
+                  "(a .keras model knows its kind).")
+flags.DEFINE_integer("num_classes", 2, "Classes for --kind=classifier/token_classifier.")
+flags.DEFINE_list("label_names", [], "Label names in id order (classifier outputs label_name).")
+flags.DEFINE_string("vocab_file", None, "WordPiece vocab, shipped inside the SavedModel.")
+flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents (uncased models).")
+flags.DEFINE_integer("seq_length", 128, "Sequence length of the text signatures.")
+flags.DEFINE_string("export_dir", None, "Where the SavedModel goes (replaced atomically).")
+flags.DEFINE_string("preprocessing_export_dir", None, "Also write the preprocessing model here.")
+
+
+def build_from_checkpoint(kind: str, config: BertConfig, checkpoint: str,
+                          num_classes: int) -> keras.Model:
+    """Builds the `kind` model for `config` and loads `checkpoint` into it."""
+    encoder = BertEncoder.from_bert_config(config)
+    model = {"classifier": lambda: BertClassifier(encoder, num_classes),
+             "token_classifier": lambda: BertTokenClassifier(encoder, num_classes),
+             "span_labeler": lambda: BertSpanLabeler(encoder),
+             "fill_mask": lambda: BertPretrainer(encoder),
+             "encoder": lambda: encoder}[kind]()
+    init_from_checkpoint(model, checkpoint)
+    return model
+
+
+def main(argv) -> None:
+    del argv
+    logging.getLogger().setLevel(logging.INFO)
+    if bool(FLAGS.keras_model) == bool(FLAGS.checkpoint):
+        raise app.UsageError("Give exactly one of --keras_model and --checkpoint.")
+    for name in ("vocab_file", "export_dir"):
+        if not FLAGS[name].value:
+            raise app.UsageError(f"--{name} is required.")
+    if FLAGS.keras_model:
+        model = keras.saving.load_model(FLAGS.keras_model)
+        kind = FLAGS.kind or export.kind_of(model)
+    else:
+        if not (FLAGS.kind and FLAGS.bert_config_file):
+            raise app.UsageError("--checkpoint needs --kind and --bert_config_file.")
+        kind = FLAGS.kind
+        model = build_from_checkpoint(kind, BertConfig.from_json_file(FLAGS.bert_config_file),
+                                      FLAGS.checkpoint, FLAGS.num_classes)
+    export.export_model(model, FLAGS.export_dir, FLAGS.vocab_file, FLAGS.do_lower_case,
+                        FLAGS.seq_length, FLAGS.label_names or None, kind)
+    if FLAGS.preprocessing_export_dir:
+        export.export_preprocessing(FLAGS.preprocessing_export_dir, FLAGS.vocab_file,
+                                    FLAGS.do_lower_case, FLAGS.seq_length)
+
+
+def run() -> None:
+    """Console entry point `bert-export`."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
