@@ -31,6 +31,7 @@ setup(
             "bert-convert=bert_tf.convert_checkpoint:run",
             "bert-pretrain=bert_tf.run_pretraining:run",
             "bert-classify=bert_tf.run_classifier:run",
+            "bert-tagger=bert_tf.run_tagger:run",
             "bert-export=bert_tf.export_savedmodel:run",
             "bert-prep=data_prep.create_pretraining_data:run",
             "bert-vocab=data_prep.build_vocab:run",

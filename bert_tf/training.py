@@ -4,7 +4,9 @@ What it gives every task: `tf.distribute` strategies, mixed precision (dynamic l
 float16), XLA for the forward/backward pass, gradient accumulation, many steps per
 `tf.function` call (no per-step Python overhead), `tf.train.CheckpointManager` checkpoints
 that resume with the same step, optimizer state and data position, a checkpoint on SIGTERM
-(preemption), TensorBoard summaries and a progress line with rate and ETA.
+(preemption), TensorBoard summaries and a progress line with rate and ETA. Optionally it
+evaluates every `eval_every_steps` and keeps the weights with the best `best_metric` in
+`output_dir/best/`.
 """
 from __future__ import annotations
 
@@ -19,12 +21,16 @@ import time
 from typing import Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from bert_tf import distribute
 from bert_tf.task_base import Task
 
 _LOG = logging.getLogger("bert_tf.training")
+
+BEST_DIR = "best"  # output_dir/best/: `model` checkpoint + best_metric.json
+BEST_METRIC_FILE = "best_metric.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,12 +49,23 @@ class TrainingArgs:
     jit_compile: bool = False
     do_train: bool = True
     do_eval: bool = True
+    # Evaluate every N steps while training (None: only at the end).
+    eval_every_steps: int | None = None
+    # Keep the weights of the best evaluation by this metric (a key of the task's eval
+    # metrics, e.g. "eval_accuracy") in output_dir/best/; None: do not keep a best copy.
+    best_metric: str | None = None
+    best_metric_mode: str = "max"  # "max" or "min" (e.g. for a loss)
 
     def __post_init__(self):
         for name in ("train_batch_size", "num_train_steps", "steps_per_loop",
                      "save_checkpoints_steps", "keep_checkpoint_max", "num_accumulation_steps"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
+        if self.eval_every_steps is not None and self.eval_every_steps <= 0:
+            raise ValueError(f"eval_every_steps must be > 0 or None, got {self.eval_every_steps}.")
+        if self.best_metric_mode not in ("max", "min"):
+            raise ValueError(f"best_metric_mode must be 'max' or 'min', got "
+                             f"{self.best_metric_mode!r}.")
         distribute.check_dtype(self.dtype)
 
 
@@ -81,6 +98,17 @@ def _split_micro_batches(batch: dict, count: int) -> dict:
             for k, v in batch.items()}
 
 
+def has_eval(task: Task) -> bool:
+    """Whether the task defines an eval set at all (overrides `eval_dataset`)."""
+    return type(task).eval_dataset is not Task.eval_dataset
+
+
+def best_checkpoint(output_dir: str) -> str | None:
+    """The prefix of the best-metric model checkpoint in `output_dir/best/`, if there is one."""
+    path = os.path.join(output_dir, BEST_DIR, "model")
+    return path if tf.io.gfile.exists(path + ".index") else None
+
+
 class Trainer:
     """Holds the model, optimizer, checkpoint and compiled step functions of one run."""
 
@@ -111,6 +139,8 @@ class Trainer:
                                                   max_to_keep=args.keep_checkpoint_max,
                                                   checkpoint_name="ckpt")
         self._grads_fn = tf.function(self._grads, jit_compile=args.jit_compile)
+        self._eval_fn = None
+        self._best: tuple[float | None] | None = None  # (best value,) once read from best/
 
     # --- checkpoints -------------------------------------------------------------------------
     @property
@@ -204,12 +234,16 @@ class Trainer:
         writer = _summary_writer(args.output_dir, "train", self.chief)
         seq_per_step = args.train_batch_size
         logs: dict[str, float] = {}
+        periodic_eval = bool(args.eval_every_steps and args.do_eval and has_eval(self.task))
         t_run = time.time()
         with _Preemption() as preemption:
             while self.step < args.num_train_steps:
                 step = self.step
                 next_save = (step // args.save_checkpoints_steps + 1) * args.save_checkpoints_steps
                 num_steps = min(args.steps_per_loop, args.num_train_steps - step, next_save - step)
+                if periodic_eval:
+                    every = args.eval_every_steps
+                    num_steps = min(num_steps, (step // every + 1) * every - step)
                 t0 = time.time()
                 out = train_loop(iterator, tf.constant(num_steps, tf.int32))
                 logs = {k: float(v) for k, v in out.items()}
@@ -237,6 +271,10 @@ class Trainer:
                     if step % args.save_checkpoints_steps:
                         self.save()
                     raise SystemExit(143)
+                # The final step's evaluation is `run`'s, whether or not it is periodic.
+                if periodic_eval and step % args.eval_every_steps == 0 \
+                        and step < args.num_train_steps:
+                    self.keep_best(self.evaluate())
         if writer is not None:
             writer.flush()
         return logs
@@ -246,22 +284,45 @@ class Trainer:
         inner = getattr(opt, "inner_optimizer", opt)
         return inner.learning_rate
 
-    def evaluate(self) -> dict[str, float]:
-        args, strategy = self.args, self.strategy
-        dataset = strategy.distribute_datasets_from_function(self.task.eval_dataset)
+    def _build_eval_step(self):
+        strategy = self.strategy
+
+        def combine(value):
+            # Scalars are totals: summed over replicas. Anything with a batch axis is a
+            # per-example output (logits, labels): gathered, for metrics that are not sums.
+            if strategy.experimental_local_results(value)[0].shape.rank == 0:
+                return strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+            return strategy.gather(value, axis=0)
 
         @tf.function
         def eval_step(batch):
             out = strategy.run(self.task.eval_step, args=(self.model, batch))
-            return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-                    for k, v in out.items()}
+            return {k: combine(v) for k, v in out.items()}
 
-        totals: dict[str, float] = {}
+        return eval_step
+
+    def evaluate(self) -> dict[str, float]:
+        """Task metrics on the eval set (at most max_eval_steps batches), logged and written.
+
+        `task.eval_step` returns scalars (summed over batches into floats) and/or tensors with
+        a leading batch axis (concatenated into numpy arrays); `finalize_eval` gets both.
+        """
+        args, strategy = self.args, self.strategy
+        dataset = strategy.distribute_datasets_from_function(self.task.eval_dataset)
+        if self._eval_fn is None:  # built once: periodic evals reuse the traced function
+            self._eval_fn = self._build_eval_step()
+
+        totals: dict = {}
+        per_example: dict[str, list[np.ndarray]] = {}
         for i, batch in enumerate(dataset):
             if args.max_eval_steps is not None and i >= args.max_eval_steps:
                 break
-            for k, v in eval_step(batch).items():
-                totals[k] = totals.get(k, 0.0) + float(v)
+            for k, v in self._eval_fn(batch).items():
+                if v.shape.rank == 0:
+                    totals[k] = totals.get(k, 0.0) + float(v)
+                else:
+                    per_example.setdefault(k, []).append(v.numpy())
+        totals.update({k: np.concatenate(v) for k, v in per_example.items()})
         metrics = self.task.finalize_eval(totals)
         metrics["global_step"] = self.step
         _LOG.info("eval at step %d: %s", self.step,
@@ -275,6 +336,71 @@ class Trainer:
             writer.flush()
             write_eval_results(os.path.join(args.output_dir, "eval_results.txt"), metrics)
         return metrics
+
+    # --- best checkpoint ---------------------------------------------------------------------
+    def best_so_far(self) -> float | None:
+        """The best `best_metric` value kept in output_dir/best/ (survives restarts).
+
+        Read from disk once, then tracked in memory: every worker must reach the same
+        keep/skip decision, because writing the checkpoint is collective.
+        """
+        if self._best is None:
+            best_dir = os.path.join(self.args.output_dir, BEST_DIR)
+            if self.chief and not os.path.isdir(best_dir) and os.path.isdir(best_dir + ".old"):
+                os.replace(best_dir + ".old", best_dir)  # died between keep_best's renames
+            path = os.path.join(best_dir, BEST_METRIC_FILE)
+            value = None
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8") as f:
+                    kept = json.load(f)
+                if kept.get("metric") != self.args.best_metric:
+                    raise ValueError(
+                        f"{path} keeps the best {kept.get('metric')!r}, but best_metric is "
+                        f"{self.args.best_metric!r}: use another output_dir or remove it.")
+                value = float(kept["value"])
+            self._best = (value,)
+        return self._best[0]
+
+    def keep_best(self, metrics: dict[str, float]) -> bool:
+        """Exports the model to output_dir/best/ if `metrics` beat the best so far.
+
+        Returns whether it did. Written to a temporary directory first and then renamed, so
+        best/ always holds a complete checkpoint with its best_metric.json.
+        """
+        args = self.args
+        if not args.best_metric:
+            return False
+        if args.best_metric not in metrics:
+            raise ValueError(f"best_metric {args.best_metric!r} is not among the eval metrics "
+                             f"{sorted(metrics)}.")
+        value = float(metrics[args.best_metric])
+        best = self.best_so_far()
+        better = not np.isnan(value) and (
+            best is None or (value > best if args.best_metric_mode == "max" else value < best))
+        if not better:
+            return False
+        self._best = (value,)
+        best_dir = os.path.join(args.output_dir, BEST_DIR)
+        # Every worker takes part in writing (a collective under multi-worker strategies);
+        # only the chief's copy becomes best/.
+        tmp = os.path.join(args.output_dir, f".best.tmp-{distribute.task_id(self.strategy)}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tf.train.Checkpoint(model=self.model).write(os.path.join(tmp, "model"))
+        if not self.chief:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return True
+        with open(os.path.join(tmp, BEST_METRIC_FILE), "w", encoding="utf-8") as f:
+            json.dump({"metric": args.best_metric, "value": value, "mode": args.best_metric_mode,
+                       "global_step": self.step}, f, indent=1)
+        old = best_dir + ".old"
+        shutil.rmtree(old, ignore_errors=True)
+        if os.path.isdir(best_dir):
+            os.replace(best_dir, old)
+        os.replace(tmp, best_dir)
+        shutil.rmtree(old, ignore_errors=True)
+        _LOG.info("New best %s %.4f at step %d (was %s): saved to %s", args.best_metric, value,
+                  self.step, "none" if best is None else f"{best:.4f}", best_dir)
+        return True
 
 
 def run(task: Task, args: TrainingArgs, optimizer_fn: Callable[[], keras.optimizers.Optimizer],
@@ -291,8 +417,11 @@ def run(task: Task, args: TrainingArgs, optimizer_fn: Callable[[], keras.optimiz
     results: dict[str, float] = {}
     if args.do_train:
         results.update({f"train_{k}": v for k, v in trainer.train().items()})
-    if args.do_eval and type(task).eval_dataset is not Task.eval_dataset:
-        results.update(trainer.evaluate())
+    if args.do_eval and has_eval(task):
+        metrics = trainer.evaluate()
+        if args.do_train:
+            trainer.keep_best(metrics)
+        results.update(metrics)
     results["global_step"] = trainer.step
     return results
 

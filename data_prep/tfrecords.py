@@ -150,16 +150,21 @@ def _varint_matrix(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Row r's varints are bytes[r][valid[r]] (w = the widest varint). Negative values take 10
     bytes (two's complement), as protobuf encodes int64.
     """
-    v = values.astype(np.int64).view(np.uint64)
-    nbytes = np.ones(v.shape, np.int64)
+    v = np.asarray(values).astype(np.int64)
+    small = v.size == 0 or (v.min() >= 0 and v.max() < 2**32)
+    v = v.astype(np.uint32) if small else v.view(np.uint64)  # narrow ints: cheaper arithmetic
+    nbytes = np.ones(v.shape, np.uint8)
+    top = int(v.max()) if v.size else 0
     for shift in range(7, 64, 7):
-        nbytes += (v >> np.uint64(shift)) > 0
+        if top >> shift == 0:
+            break
+        nbytes += v >= v.dtype.type(1 << shift)
     width = int(nbytes.max()) if v.size else 1
-    byte_index = np.arange(width)
-    groups = (v[..., None] >> (np.uint64(7) * byte_index.astype(np.uint64))) & np.uint64(0x7F)
-    more = byte_index < (nbytes[..., None] - 1)
-    encoded = (groups | (more.astype(np.uint64) << np.uint64(7))).astype(np.uint8)
-    valid = byte_index < nbytes[..., None]
+    encoded = np.empty(v.shape + (width,), np.uint8)
+    for b in range(width):
+        group = ((v >> v.dtype.type(7 * b)) & v.dtype.type(0x7F)).astype(np.uint8)
+        encoded[..., b] = group | ((nbytes > b + 1).view(np.uint8) << np.uint8(7))
+    valid = np.arange(width) < nbytes[..., None]
     n = values.shape[0]
     return encoded.reshape(n, -1), valid.reshape(n, -1)
 
@@ -190,16 +195,19 @@ def serialize_examples(features: Mapping[str, np.ndarray]) -> list[bytes]:
       protobuf's deterministic serialization. All byte assembly is vectorized: each row's
       record is the row-major selection of valid bytes from side-by-side blocks.
     """
-    n = None
-    blocks = []  # (bytes [n, w] uint8, valid [n, w] bool), in record order after the header
+    arrays = {}
     for name in sorted(features):
         array = np.asarray(features[name])
-        if array.ndim == 1:
-            array = array[:, None]
-        if n is None:
-            n = array.shape[0]
-        elif array.shape[0] != n:
-            raise ValueError(f"feature {name!r} has {array.shape[0]} rows, expected {n}")
+        arrays[name] = array[:, None] if array.ndim == 1 else array
+    rows = {a.shape[0] for a in arrays.values()}
+    if len(rows) > 1:
+        raise ValueError(f"features have different numbers of rows: "
+                         f"{ {k: a.shape[0] for k, a in arrays.items()} }")
+    n = rows.pop() if rows else 0
+    if not n:
+        return []
+    blocks = []  # (bytes [n, w] uint8, valid [n, w] bool), in record order after the header
+    for name, array in arrays.items():
         if array.dtype.kind == "f":
             data = np.ascontiguousarray(array, "<f4").view(np.uint8).reshape(n, -1)
             payload = (data, np.ones(data.shape, bool))
@@ -210,8 +218,6 @@ def serialize_examples(features: Mapping[str, np.ndarray]) -> list[bytes]:
             tag = b"\x1a"
         blocks.append(_prefix_matrix(name.encode(), tag, payload[1].sum(axis=1)))
         blocks.append(payload)
-    if not n:
-        return []
     body_sizes = sum(valid.sum(axis=1) for _, valid in blocks)
     header = _varint_matrix(body_sizes[:, None])
     blocks = [(np.full((n, 1), 0x0A, np.uint8), np.ones((n, 1), bool)), header] + blocks

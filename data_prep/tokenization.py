@@ -15,18 +15,22 @@ CJK ideographs; split on whitespace; if lower-casing: Python `str.lower()`
 punctuation; greedy longest-match WordPiece, words over 200 chars -> [UNK].
 
 tensorflow-text's own normaliser differs from these rules on messy text
-(it case-folds `ß` to `ss`, splits on control characters, keeps Cf, counts
-the word limit in bytes, ...), so `BertTextTokenizer` does all
-normalisation and word splitting itself, from per-code-point tables that are
-derived from this Python's `unicodedata` at construction time (so they agree
-with `FullTokenizer` by construction), and only uses tensorflow-text's
-`FastWordpieceTokenizer` for the final word -> pieces step.
+(measured: it case-folds `ß` to `ss` and final `ς` to `σ`, splits words at
+control characters, and limits words in bytes, 100 by default), so
+`BertTextTokenizer` normalises and splits words itself, from per-code-point
+tables derived from this Python's `unicodedata` at construction time (so
+they agree with `FullTokenizer` by construction); tensorflow-text's
+`FastWordpieceTokenizer` only does word -> pieces. ASCII strings, where
+none of those differences can arise (also with punctuation such as “ ” – —),
+take a faster route through `FastBertTokenizer` with its normaliser off.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
+import os
 import unicodedata
 from typing import Iterable, Sequence
 
@@ -269,6 +273,7 @@ _F_CASED = 1 << 14          # Final-sigma context (Unicode "Cased").
 _F_REORDER = 1 << 15        # NFD(lower) has a non-Mn char with class > 0.
 _MAP_SHIFT = 16
 _BLOCK_BITS = 8
+_LOW_SIZE = 0x20000  # Planes 0-1: BMP, emoji, most scripts.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,11 +297,14 @@ class _Mapping:
 class _CharTables:
     """Per-code-point facts as a two-level lookup table plus case mappings.
 
+    low: int32 [_LOW_SIZE], the packed entries of planes 0-1, flat (one
+      gather for nearly all text).
     level1: int32 [0x110000 >> 8], block number of each 256-code-point block.
     level2: int32 [num_distinct_blocks * 256], the packed entries.
     full: mapping k = NFD(c.lower()) of the code point c that has index k.
     stripped: mapping k = the same without its Mn characters.
     """
+    low: np.ndarray
     level1: np.ndarray
     level2: np.ndarray
     full: _Mapping
@@ -368,6 +376,7 @@ def _char_tables() -> _CharTables:
         entries.astype(np.int32).reshape(-1, 1 << _BLOCK_BITS),
         axis=0, return_inverse=True)
     return _CharTables(
+        low=entries[:_LOW_SIZE].astype(np.int32),
         level1=level1.reshape(-1).astype(np.int32),
         level2=blocks.reshape(-1),
         full=_Mapping.of(full), stripped=_Mapping.of(stripped))
@@ -403,13 +412,24 @@ _ASCII_DELETED = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]"
 
 
 def _row_ids(splits: tf.Tensor) -> tf.Tensor:
-    """int64 [N] row of each value, from int64 row splits [B + 1]."""
-    return tf.ragged.row_splits_to_segment_ids(splits)
+    """int64 [N] row of each value, from int64 row splits [B + 1].
+
+    Counts the row ends at or before each position: a scatter-add and a
+    cumsum, several times cheaper than tf.repeat (what
+    tf.ragged.row_splits_to_segment_ids uses).
+    """
+    inner = splits[1:-1]
+    ends_at = tf.math.unsorted_segment_sum(
+        tf.ones_like(inner), inner, splits[-1] + 1)
+    return tf.cumsum(ends_at[:-1])
 
 
-def _row_first(row_ids: tf.Tensor) -> tf.Tensor:
-    """bool [N]: value i is the first of its row."""
-    return tf.not_equal(row_ids, tf.concat([[-1], row_ids[:-1]], 0))
+def _row_starts(splits: tf.Tensor) -> tf.Tensor:
+    """bool [N]: value i is the first of its row (from int64 splits [B+1])."""
+    n = splits[-1]
+    starts_at = tf.math.unsorted_segment_sum(
+        tf.ones_like(splits[:-1]), splits[:-1], n + 1)
+    return starts_at[:-1] > 0
 
 
 def _compact(keep: tf.Tensor, splits: tf.Tensor, *values: tf.Tensor):
@@ -424,8 +444,59 @@ def _has(entries: tf.Tensor, flags: int) -> tf.Tensor:
     return tf.not_equal(tf.bitwise.bitwise_and(entries, flags), 0)
 
 
+@functools.lru_cache(maxsize=None)
+def _inert_punctuation() -> tuple[str, ...]:
+    """Non-ASCII punctuation that no rule changes and that is its own word.
+
+    Not deleted, not whitespace, not CJK, combining class 0, and unchanged
+    by lower-casing and NFD (e.g. “ ” ‘ ’ – — … « »): text made of ASCII plus
+    these needs no normalisation beyond ASCII's.
+    """
+    out = []
+    for cp in range(0x80, 0x110000):
+        ch = chr(cp)
+        if (0xD800 <= cp <= 0xDFFF or not _is_punctuation(ch) or
+                _is_deleted(ch) or _is_whitespace(ch) or ch.isspace() or
+                _is_cjk(cp) or unicodedata.combining(ch) or ch.lower() != ch or
+                unicodedata.normalize("NFD", ch) != ch):
+            continue
+        out.append(ch)
+    return tuple(out)
+
+
+def _char_class(chars: Sequence[str]) -> str:
+    """RE2 character class body for sorted `chars`, as ranges."""
+    cps = sorted(ord(c) for c in chars)
+    parts, i = [], 0
+    while i < len(cps):
+        j = i
+        while j + 1 < len(cps) and cps[j + 1] == cps[j] + 1:
+            j += 1
+        parts.append(f"\\x{{{cps[i]:x}}}" + (
+            f"-\\x{{{cps[j]:x}}}" if j > i else ""))
+        i = j + 1
+    return "".join(parts)
+
+
+def _fast_route_pattern(fast: tf_text.FastBertTokenizer) -> str:
+    """RE2 pattern matching the strings the fast route handles exactly.
+
+    ASCII plus the inert punctuation that the `fast` tokenizer's own
+    pre-tokenizer also splits off as single characters; the latter is
+    checked by running it on "a<c>a" for every candidate c.
+    """
+    chars = _inert_punctuation()
+    probes = tf.constant([f"a{c}a" for c in chars])
+    _, starts, ends = fast.tokenize_with_offsets(probes)
+    ok = []
+    for ch, s, e in zip(chars, starts.to_list(), ends.to_list()):
+        n = len(ch.encode())
+        if s == [0, 1, 1 + n] and e == [1, 1 + n, 2 + n]:
+            ok.append(ch)
+    return f"[\\x00-\\x7f{_char_class(ok)}]*"
+
+
 _STRINGS = tf.TensorSpec([None], tf.string)
-_RAGGED_IDS = tf.RaggedTensorSpec([None, None], tf.int64, ragged_rank=1)
 
 
 def _graph_fn(*signature):
@@ -445,10 +516,12 @@ class BertTextTokenizer(tf.Module):
     SavedModel (the vocab file is tracked as an asset).
 
     Two routes, chosen per string, with identical results:
-    * pure-ASCII strings: delete ASCII controls, ASCII-lower-case, then
-      tensorflow-text's `FastBertTokenizer` without its own normaliser. For
-      ASCII its whitespace/punctuation split and its 200-byte word limit are
-      exactly the original's rules.
+    * ASCII strings (also with punctuation such as “ ” – — … that no rule
+      changes): delete ASCII controls, ASCII-lower-case, then
+      tensorflow-text's `FastBertTokenizer` without its own normaliser. On
+      such text its whitespace/punctuation split and its 200-byte word limit
+      are exactly the original's rules (the punctuation is checked against
+      the op at construction).
     * everything else: per-code-point table lookups do cleaning, CJK,
       lower-casing (with final sigma), NFD, accent stripping and word
       splitting; `FastWordpieceTokenizer` then splits the finished words.
@@ -476,6 +549,7 @@ class BertTextTokenizer(tf.Module):
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
             vocab[t] for t in RESERVED_TOKENS)
         tables = _char_tables()
+        self._low = tf.constant(tables.low)
         self._level1 = tf.constant(tables.level1)
         self._level2 = tf.constant(tables.level2)
         self._full = tuple(tf.constant(a) for a in dataclasses.astuple(
@@ -485,11 +559,13 @@ class BertTextTokenizer(tf.Module):
         common = dict(vocab=tokens, suffix_indicator=SUFFIX,
                       token_out_type=tf.int64, unknown_token=UNK,
                       support_detokenization=False)
-        # For ASCII, bytes == characters, so tf-text's byte limit is the
-        # original's 200-character limit.
-        self._ascii_tokenizer = tf_text.FastBertTokenizer(
+        # Fast route: words there are ASCII (inert punctuation is always a
+        # word of its own), so tf-text's byte limit is the original's
+        # 200-character limit.
+        self._fast_tokenizer = tf_text.FastBertTokenizer(
             max_bytes_per_word=MAX_CHARS_PER_WORD,
             lower_case_nfd_strip_accents=False, **common)
+        self._fast_pattern = _fast_route_pattern(self._fast_tokenizer)
         # General route: words arrive split and normalised; over-long words
         # are handled here (in characters), so never hit the byte limit.
         self._wordpiece = tf_text.FastWordpieceTokenizer(
@@ -499,6 +575,14 @@ class BertTextTokenizer(tf.Module):
             tf.lookup.KeyValueTensorInitializer(
                 tf.range(len(tokens), dtype=tf.int64), tf.constant(tokens)),
             default_value=UNK)
+        # Ids may be int32 or int64: trace both signatures now so that both
+        # are also in a SavedModel.
+        self.ids_to_tokens = tf.function(self._ids_to_tokens, autograph=False)
+        self.detokenize = tf.function(self._detokenize, autograph=False)
+        for dtype in (tf.int32, tf.int64):
+            spec = tf.RaggedTensorSpec([None, None], dtype, ragged_rank=1)
+            self.ids_to_tokens.get_concrete_function(spec)
+            self.detokenize.get_concrete_function(spec)
 
     # -- public API ---------------------------------------------------------
 
@@ -509,11 +593,14 @@ class BertTextTokenizer(tf.Module):
         No [CLS]/[SEP] are added. Invalid UTF-8 bytes are dropped (the
         original decodes bytes with errors="ignore").
         """
-        is_ascii = tf.strings.regex_full_match(strings, "[\\x00-\\x7f]*")
+        is_fast = tf.strings.regex_full_match(strings, self._fast_pattern)
         values, splits = tf.cond(
-            tf.reduce_all(is_ascii),
-            lambda: self._ascii_ids(strings),
-            lambda: self._mixed_ids(strings, is_ascii))
+            tf.reduce_all(is_fast),
+            lambda: self._fast_ids(strings),
+            lambda: tf.cond(
+                tf.reduce_any(is_fast),
+                lambda: self._mixed_ids(strings, is_fast),
+                lambda: self._general_ids(strings)))
         return tf.RaggedTensor.from_row_splits(
             tf.cast(values, self.out_type), splits, validate=False)
 
@@ -571,41 +658,56 @@ class BertTextTokenizer(tf.Module):
         return tf.RaggedTensor.from_row_splits(
             words["text"], words["row_splits"], validate=False)
 
-    @_graph_fn(_RAGGED_IDS)
-    def ids_to_tokens(self, ids: tf.RaggedTensor) -> tf.RaggedTensor:
-        """int64 ids [batch, (n)] -> token strings [batch, (n)]."""
-        return ids.with_values(self._id_to_token.lookup(ids.values))
+    def _ids_to_tokens(self, ids: tf.RaggedTensor) -> tf.RaggedTensor:
+        """int32/int64 ids [batch, (n)] -> token strings [batch, (n)].
 
-    @_graph_fn(_RAGGED_IDS)
-    def detokenize(self, ids: tf.RaggedTensor) -> tf.Tensor:
-        """int64 ids [batch, (n)] -> strings [batch]: pieces re-joined.
+        Public as `self.ids_to_tokens` (a tf.function made in __init__).
+        """
+        return ids.with_values(
+            self._id_to_token.lookup(tf.cast(ids.values, tf.int64)))
+
+    def _detokenize(self, ids: tf.RaggedTensor) -> tf.Tensor:
+        """int32/int64 ids [batch, (n)] -> strings [batch]: pieces re-joined.
 
         Lossy by nature (lower-casing, accents, spacing around punctuation).
+        Public as `self.detokenize` (a tf.function made in __init__).
         """
-        tokens = ids.with_values(self._id_to_token.lookup(ids.values))
-        text = tf.strings.reduce_join(tokens, axis=-1, separator=" ")
+        text = tf.strings.reduce_join(self._ids_to_tokens(ids), axis=-1,
+                                      separator=" ")
         return tf.strings.regex_replace(text, " " + SUFFIX, "")
 
-    def batch_tokenize(self, texts: Sequence[str],
-                       batch_size: int = 4096) -> list[list[int]]:
-        """Eager convenience: Python strings -> lists of ids (no specials)."""
-        out: list[list[int]] = []
-        for i in range(0, len(texts), batch_size):
-            ids = self.tokenize(tf.constant(list(texts[i:i + batch_size]),
-                                            tf.string))
+    def batch_tokenize(self, texts: Sequence[str], batch_size: int = 4096,
+                       num_threads: int | None = None) -> list[list[int]]:
+        """Eager convenience: Python strings -> lists of ids (no specials).
+
+        Batches run on `num_threads` Python threads (default: one per CPU,
+        at most 4): most ops of one call use one core, and TF releases the
+        GIL while it runs them.
+        """
+        def one_batch(start: int) -> list[list[int]]:
+            ids = self.tokenize(tf.constant(
+                list(texts[start:start + batch_size]), tf.string))
             values = ids.values.numpy().tolist()
             splits = ids.row_splits.numpy().tolist()
-            out.extend(values[a:b] for a, b in zip(splits[:-1], splits[1:]))
-        return out
+            return [values[a:b] for a, b in zip(splits[:-1], splits[1:])]
+
+        starts = range(0, len(texts), batch_size)
+        threads = num_threads or min(4, os.cpu_count() or 1)
+        if threads <= 1 or len(starts) <= 1:
+            return [ids for start in starts for ids in one_batch(start)]
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            return [ids for batch in pool.map(one_batch, starts)
+                    for ids in batch]
 
     # -- routes -------------------------------------------------------------
 
-    def _ascii_ids(self, strings: tf.Tensor):
-        """ASCII strings [B] -> (ids int64 [T], row splits int64 [B + 1])."""
+    def _fast_ids(self, strings: tf.Tensor):
+        """Fast-route strings [B] -> (ids int64 [T], splits int64 [B + 1])."""
         text = tf.strings.regex_replace(strings, _ASCII_DELETED, "")
         if self.do_lower_case:
-            text = tf.strings.lower(text)  # ASCII-only: exactly str.lower().
-        ids = self._ascii_tokenizer.tokenize(text)
+            # Lower-cases ASCII only: exactly str.lower() on this text.
+            text = tf.strings.lower(text)
+        ids = self._fast_tokenizer.tokenize(text)
         return ids.values, ids.row_splits
 
     def _general_ids(self, strings: tf.Tensor):
@@ -619,18 +721,18 @@ class BertTextTokenizer(tf.Module):
             pieces.values, pieces.row_splits, long)
         return values, tf.gather(splits, words["row_splits"])
 
-    def _mixed_ids(self, strings: tf.Tensor, is_ascii: tf.Tensor):
+    def _mixed_ids(self, strings: tf.Tensor, is_fast: tf.Tensor):
         """Routes each string, then restores the input order."""
-        ascii_rows = tf.where(is_ascii)[:, 0]
-        other_rows = tf.where(tf.logical_not(is_ascii))[:, 0]
-        a_values, a_splits = self._ascii_ids(tf.gather(strings, ascii_rows))
+        fast_rows = tf.where(is_fast)[:, 0]
+        other_rows = tf.where(tf.logical_not(is_fast))[:, 0]
+        a_values, a_splits = self._fast_ids(tf.gather(strings, fast_rows))
         o_values, o_splits = self._general_ids(tf.gather(strings, other_rows))
         both = tf.RaggedTensor.from_row_splits(
             tf.concat([a_values, o_values], 0),
             tf.concat([a_splits, o_splits[1:] + a_splits[-1]], 0),
             validate=False)
         order = tf.math.invert_permutation(
-            tf.concat([ascii_rows, other_rows], 0))
+            tf.concat([fast_rows, other_rows], 0))
         both = tf.gather(both, order)
         return both.values, both.row_splits
 
@@ -638,10 +740,20 @@ class BertTextTokenizer(tf.Module):
 
     def _lookup(self, cps: tf.Tensor) -> tf.Tensor:
         """int32 code points [N] -> packed int32 table entries [N]."""
-        block = tf.gather(self._level1,
-                          tf.bitwise.right_shift(cps, _BLOCK_BITS))
-        offset = tf.bitwise.bitwise_and(cps, (1 << _BLOCK_BITS) - 1)
-        return tf.gather(self._level2, block * (1 << _BLOCK_BITS) + offset)
+        entries = tf.gather(self._low, tf.minimum(cps, _LOW_SIZE - 1))
+        high = cps >= _LOW_SIZE
+
+        def fix_high():  # Planes 2-16 are rare: look them up separately.
+            pos = tf.where(high)
+            hi = tf.gather_nd(cps, pos)
+            block = tf.gather(self._level1,
+                              tf.bitwise.right_shift(hi, _BLOCK_BITS))
+            offset = tf.bitwise.bitwise_and(hi, (1 << _BLOCK_BITS) - 1)
+            return tf.tensor_scatter_nd_update(
+                entries, pos,
+                tf.gather(self._level2, block * (1 << _BLOCK_BITS) + offset))
+
+        return tf.cond(tf.reduce_any(high), fix_high, lambda: entries)
 
     def _words(self, strings: tf.Tensor, with_offsets: bool) -> dict:
         """Strings [B] -> normalised words, as flat tensors.
@@ -660,7 +772,8 @@ class BertTextTokenizer(tf.Module):
             src_start = starts.values
             # A character ends where the next one starts, or at string end.
             row_of = _row_ids(cps.row_splits)
-            last_in_row = tf.concat([_row_first(row_of)[1:], [True]], 0)
+            last_in_row = tf.concat(
+                [_row_starts(cps.row_splits)[1:], [True]], 0)
             src_end = tf.where(
                 last_in_row,
                 tf.gather(tf.cast(tf.strings.length(strings), tf.int64),
@@ -684,41 +797,39 @@ class BertTextTokenizer(tf.Module):
             splits, values, entries = _compact(keep, splits, values, entries)
 
         # Word boundaries: spaces separate; CJK and punctuation stand alone.
-        row_ids = _row_ids(splits)
         sep = _has(entries, _F_SPACE)
         alone = _has(entries, _F_CJK | _F_PUNCT)
         after_break = tf.logical_or(
-            _row_first(row_ids),
+            _row_starts(splits),
             tf.concat([[True], tf.logical_or(sep, alone)[:-1]], 0))
         starts_word = tf.logical_and(tf.logical_not(sep),
                                      tf.logical_or(alone, after_break))
         keep = tf.logical_not(sep)
-        chars, starts_word, row_ids, src = (
-            tf.boolean_mask(t, keep)
-            for t in (values, starts_word, row_ids, src))
-        word_of_char = tf.cumsum(tf.cast(starts_word, tf.int64)) - 1
-        num_words = tf.reduce_sum(tf.cast(starts_word, tf.int64))
-        word_rows = tf.boolean_mask(row_ids, starts_word)
-        num_rows = tf.size(splits, out_type=tf.int64) - 1
-        # word_rows is sorted, so a binary search gives the row splits.
-        row_splits = tf.searchsorted(
-            word_rows, tf.range(num_rows + 1), side="left", out_type=tf.int64)
-        word_chars = tf.RaggedTensor.from_value_rowids(
-            chars, word_of_char, nrows=num_words, validate=False)
+        chars = tf.boolean_mask(values, keep)
+        num_chars = tf.size(chars, out_type=tf.int64)
+        word_splits = tf.concat(
+            [tf.where(tf.boolean_mask(starts_word, keep))[:, 0],
+             tf.reshape(num_chars, [1])], 0)
+        # Words of row r: those starting in [splits[r], splits[r + 1]).
+        row_splits = tf.searchsorted(tf.where(starts_word)[:, 0], splits,
+                                     side="left", out_type=tf.int64)
+        word_chars = tf.RaggedTensor.from_row_splits(
+            chars, word_splits, validate=False)
         out = {
             "text": tf.strings.unicode_encode(word_chars, "UTF-8"),
             "length": word_chars.row_lengths(),
             "row_splits": row_splits,
         }
         if with_offsets:
+            src = tf.boolean_mask(src, keep)
             char_bytes = 1 + tf.cast(chars >= 0x80, tf.int64) + tf.cast(
                 chars >= 0x800, tf.int64) + tf.cast(chars >= 0x10000, tf.int64)
             out.update(
                 char_bytes=char_bytes,
                 src_start=tf.gather(src_start, src),
                 src_end=tf.gather(src_end, src),
-                first_char=word_chars.row_starts(),
-                last_char=word_chars.row_limits() - 1)
+                first_char=word_splits[:-1],
+                last_char=word_splits[1:] - 1)
         return out
 
     def _resolve_capital_sigma(self, values, splits, entries):
@@ -738,7 +849,8 @@ class BertTextTokenizer(tf.Module):
                 _has(entries, _F_CASE_IGNORABLE | _F_DELETE)))[:, 0]
             cased = _has(entries, _F_CASED)
             last = tf.size(anchors, out_type=tf.int64) - 1
-            row = tf.gather(_row_ids(splits), pos)
+            row = tf.searchsorted(splits[1:], pos, side="right",
+                                  out_type=tf.int64)
             row_start = tf.gather(splits, row)
             row_end = tf.gather(splits, row + 1)
             # Σ is itself an anchor (cased, not ignorable).
@@ -766,31 +878,31 @@ class BertTextTokenizer(tf.Module):
         """
         m_starts, m_lens, m_values = mapping
         idx = tf.bitwise.right_shift(entries, _MAP_SHIFT)
+        mapped = idx > 0
         lens = tf.where(
             _has(entries, _F_DELETE), tf.zeros_like(idx, tf.int64),
-            tf.where(idx > 0, tf.gather(m_lens, idx),
+            tf.where(mapped, tf.gather(m_lens, idx),
                      tf.ones_like(idx, tf.int64)))
+        # Output code points are read from one pool, the mapping values then
+        # the input itself: input i's outputs start at pool[first[i]].
+        pool = tf.concat([m_values, values], 0)
+        first = tf.where(
+            mapped, tf.gather(m_starts, idx),
+            tf.size(m_values, out_type=tf.int64) +
+            tf.range(tf.size(values, out_type=tf.int64)))
 
-        def at_most_one_each():  # Common case: a gather, no expansion.
+        def at_most_one_each():  # Common case: no expansion.
             src = tf.where(lens > 0)[:, 0]
-            k = tf.gather(idx, src)
-            out = tf.where(k > 0, tf.gather(m_values, tf.gather(m_starts, k)),
-                           tf.gather(values, src))
             new_splits, = _compact(lens > 0, splits)
-            return out, new_splits, src
+            return tf.gather(pool, tf.gather(first, src)), new_splits, src
 
         def any_number():
-            ends = tf.cumsum(lens)
-            src = tf.repeat(tf.range(tf.size(lens, out_type=tf.int64)), lens)
-            within = (tf.range(tf.size(src, out_type=tf.int64)) -
-                      tf.gather(ends - lens, src))
-            k = tf.gather(idx, src)
-            out = tf.where(
-                k > 0, tf.gather(m_values, tf.gather(m_starts, k) + within),
-                tf.gather(values, src))
-            new_splits = tf.gather(
-                tf.concat([tf.zeros([1], tf.int64), ends], 0), splits)
-            return out, new_splits, src
+            # Output code points of input i: [ends[i], ends[i + 1]).
+            ends = tf.concat([tf.zeros([1], tf.int64), tf.cumsum(lens)], 0)
+            src = _row_ids(ends)
+            at = (tf.gather(first - ends[:-1], src) +
+                  tf.range(tf.size(src, out_type=tf.int64)))
+            return tf.gather(pool, at), tf.gather(ends, splits), src
 
         return tf.cond(tf.reduce_all(lens <= 1), at_most_one_each, any_number)
 
@@ -805,10 +917,9 @@ class BertTextTokenizer(tf.Module):
                                            self._full)
         entries = self._lookup(values)
         ccc = tf.bitwise.bitwise_and(entries, 0xFF)
-        row_ids = _row_ids(splits)
         # NFD stably sorts each run of non-starters (class > 0) by class.
         group = tf.cumsum(tf.cast(
-            tf.logical_or(tf.equal(ccc, 0), _row_first(row_ids)), tf.int64))
+            tf.logical_or(tf.equal(ccc, 0), _row_starts(splits)), tf.int64))
         perm = tf.argsort(group * 256 + tf.cast(ccc, tf.int64), stable=True)
         values, entries, src = (tf.gather(t, perm)
                                 for t in (values, entries, src))
@@ -845,6 +956,7 @@ class BertTextTokenizer(tf.Module):
 
 
 def batch_tokenize(texts: Sequence[str], tokenizer: BertTextTokenizer,
-                   batch_size: int = 4096) -> list[list[int]]:
+                   batch_size: int = 4096,
+                   num_threads: int | None = None) -> list[list[int]]:
     """Python strings -> lists of ids via the in-graph `tokenizer`, batched."""
-    return tokenizer.batch_tokenize(texts, batch_size=batch_size)
+    return tokenizer.batch_tokenize(texts, batch_size, num_threads)

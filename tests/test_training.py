@@ -154,7 +154,7 @@ def test_two_worker_processes_agree_on_weights(shards, tmp_path):
         env = {**_env(), "TF_CONFIG": json.dumps(
             {"cluster": cluster, "task": {"type": "worker", "index": index}})}
         procs.append(subprocess.Popen(
-            [sys.executable, os.path.join(REPO_ROOT, "tests", "multiworker_driver.py"), shards,
+            [sys.executable, "-m", "tests.multiworker_driver", shards,
              str(tmp_path / "out"), str(tmp_path / f"weights_{index}.npy")],
             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True))

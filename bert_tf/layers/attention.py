@@ -54,7 +54,9 @@ class SelfAttention(keras.layers.Layer):
         qkv = self.qkv(hidden)
         qkv = ops.reshape(qkv, (batch, seq_len, 3, self.num_attention_heads, self.head_dim))
         qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # [3, batch, heads, seq, head_dim]
-        query, key, value = qkv[0], qkv[1], qkv[2]
+        # unstack, not qkv[0..2]: the gradient of three strided slices is three zero-filled
+        # full-size tensors and their sum; unstack's gradient is one stack.
+        query, key, value = ops.unstack(qkv, 3, axis=0)
         query = query * ops.cast(1.0 / math.sqrt(self.head_dim), query.dtype)
         scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))  # [b, h, q, k]
         scores = ops.cast(scores, "float32")

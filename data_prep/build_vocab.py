@@ -1,0 +1,170 @@
+"""Learns a BERT WordPiece vocab from raw text files.
+
+Library: `build_vocab(...) -> list[str]` and `write_vocab(tokens, path)`.
+Script:
+  python -m data_prep.build_vocab --input_file='data/corpus/*.txt' \
+      --output_file=vocab.txt --vocab_size=8000 --do_lower_case=true
+
+Words are counted with the same BasicTokenizer rules that tokenization uses
+(so learned pieces match what the tokenizer will look up), then
+tensorflow-text's WordPiece learner picks the pieces. The vocab starts with
+the reserved tokens, [PAD] first (id 0).
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import os
+import tempfile
+from typing import Iterable, Sequence
+
+from tensorflow_text.tools.wordpiece_vocab import (
+    wordpiece_tokenizer_learner_lib as learner)
+
+from data_prep import tokenization
+
+RESERVED_TOKENS = tokenization.RESERVED_TOKENS
+
+
+def expand_patterns(patterns: Iterable[str]) -> list[str]:
+    """Globs -> sorted, de-duplicated list of existing files."""
+    files = set()
+    for pattern in patterns:
+        files.update(p for p in glob.glob(pattern) if os.path.isfile(p))
+    return sorted(files)
+
+
+def count_words(files: Sequence[str], do_lower_case: bool,
+                max_lines: int | None = None) -> collections.Counter:
+    """Word -> count over `files` (UTF-8, one text per line) with BERT rules.
+
+    `max_lines` caps the lines read per file (None: all).
+    """
+    basic = tokenization.BasicTokenizer(do_lower_case)
+    counts: collections.Counter = collections.Counter()
+    for path in files:
+        with open(path, encoding="utf-8", errors="ignore") as f:
+            for line_no, line in enumerate(f):
+                if max_lines is not None and line_no >= max_lines:
+                    break
+                counts.update(basic.tokenize(line))
+    return counts
+
+
+def _alphabet(counts: collections.Counter, max_unique_chars: int) -> list[str]:
+    """The `max_unique_chars` most frequent characters (ties: by char)."""
+    chars: collections.Counter = collections.Counter()
+    for word, n in counts.items():
+        for ch in word:
+            chars[ch] += n
+    ranked = sorted(chars.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [ch for ch, _ in ranked[:max_unique_chars]]
+
+
+def build_vocab(input_files: Sequence[str], vocab_size: int,
+                do_lower_case: bool,
+                reserved_tokens: Sequence[str] = RESERVED_TOKENS,
+                max_unique_chars: int = 1000, max_token_length: int = 50,
+                num_iterations: int = 4, lower_thresh: int = 10,
+                max_lines: int | None = None) -> list[str]:
+    """Learns a WordPiece vocab (list of tokens; index = id).
+
+    Args:
+      input_files: paths or glob patterns of UTF-8 text files.
+      vocab_size: target size; the learner lands within 5% below it. Every
+        one of the `max_unique_chars` most frequent characters and its "##"
+        form is then guaranteed present (appended if the learner dropped
+        it), which can add a few entries above `vocab_size`.
+      do_lower_case: BERT's flag; must match the tokenizer's.
+      reserved_tokens: first entries of the vocab; must start with [PAD] and
+        contain [UNK] [CLS] [SEP] [MASK].
+      max_unique_chars, max_token_length, num_iterations: passed to the
+        tensorflow-text learner.
+      lower_thresh: the learner's minimum piece count; lower it (e.g. 2) for
+        small corpora that cannot otherwise fill `vocab_size`.
+      max_lines: read only the first `max_lines` lines of each file.
+
+    Raises:
+      ValueError: no file matches, the files hold no words, or bad
+        reserved tokens.
+    """
+    reserved = list(reserved_tokens)
+    tokenization.validate_vocab({t: i for i, t in enumerate(reserved)},
+                                "reserved_tokens")
+    files = expand_patterns(input_files)
+    if not files:
+        raise ValueError(f"build_vocab: no file matches {list(input_files)}")
+    counts = count_words(files, do_lower_case, max_lines)
+    if not counts:
+        raise ValueError(f"build_vocab: no words in {files}")
+    tokens = learner.learn(
+        counts, vocab_size, reserved, max_unique_chars=max_unique_chars,
+        max_token_length=max_token_length, num_iterations=num_iterations,
+        lower_thresh=lower_thresh)
+    present = set(tokens)
+    for ch in _alphabet(counts, max_unique_chars):
+        for token in (ch, tokenization.SUFFIX + ch):
+            if token not in present:
+                tokens.append(token)
+                present.add(token)
+    return tokens
+
+
+def write_vocab(tokens: Sequence[str], path: str) -> None:
+    """Writes one token per line, atomically (temp file + os.replace)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".vocab.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.writelines(t + "\n" for t in tokens)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _define_flags() -> None:
+    # Defined only when run as a script, so importing this module never
+    # clashes with other modules' flags of the same names.
+    from absl import flags
+    flags.DEFINE_list("input_file", None,
+                      "Comma-separated globs of UTF-8 text files.")
+    flags.DEFINE_string("output_file", None, "Where to write vocab.txt.")
+    flags.DEFINE_integer("vocab_size", 30522, "Target vocab size.")
+    flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents.")
+    flags.DEFINE_integer("max_unique_chars", 1000,
+                         "Alphabet size kept by the learner.")
+    flags.DEFINE_integer("lower_thresh", 10,
+                         "Minimum piece count; lower it for small corpora.")
+    flags.DEFINE_integer("max_lines", None, "Lines read per file (all).")
+    flags.mark_flags_as_required(["input_file", "output_file"])
+
+
+def main(argv: list[str]) -> None:
+    from absl import app, flags, logging
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    FLAGS = flags.FLAGS  # noqa: N806 - absl convention.
+    files = expand_patterns(FLAGS.input_file)
+    if not files:
+        raise app.UsageError(
+            f"--input_file={','.join(FLAGS.input_file)} matches no file")
+    if FLAGS.vocab_size <= len(RESERVED_TOKENS):
+        raise app.UsageError(f"--vocab_size={FLAGS.vocab_size} is too small")
+    try:
+        tokens = build_vocab(files, FLAGS.vocab_size, FLAGS.do_lower_case,
+                             max_unique_chars=FLAGS.max_unique_chars,
+                             lower_thresh=FLAGS.lower_thresh,
+                             max_lines=FLAGS.max_lines)
+    except ValueError as e:
+        raise app.UsageError(f"--input_file: {e}") from e
+    write_vocab(tokens, FLAGS.output_file)
+    logging.info("Wrote %d tokens from %d file(s) to %s", len(tokens),
+                 len(files), FLAGS.output_file)
+
+
+if __name__ == "__main__":
+    from absl import app as _app
+    _define_flags()
+    _app.run(main)
