@@ -96,7 +96,11 @@ def test_serving_edge_cases(encoder, tmp_path):
     path = export.export_model(bert_tf.BertClassifier(encoder, 2), str(tmp_path / "c"), VOCAB,
                                True, SEQ)
     loaded = tf.saved_model.load(path)
+    # Clean, named signatures (what `saved_model_cli show` lists).
+    assert set(loaded.signatures) == {"serving_default", "serve_text_pair", "serve_ids"}
     serve = loaded.signatures["serving_default"]
+    assert set(serve.structured_outputs) == {"logits", "probabilities", "label"}
+    assert list(serve.structured_input_signature[1]) == ["text"]
     out = serve(text=tf.constant(["", " ", "x" * 5000, "ok", "\x00\u200b"]))
     assert out["logits"].shape == (5, 2)
     pre = export.PreprocessingModule(VOCAB, True, SEQ)
