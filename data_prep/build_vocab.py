@@ -1,7 +1,7 @@
 """Learns a BERT WordPiece vocab from raw text files.
 
 Library: `build_vocab(...) -> list[str]` and `write_vocab(tokens, path)`.
-Script:
+Script (also the console script `bert-vocab`):
   python -m data_prep.build_vocab --input_file='data/corpus/*.txt' \
       --output_file=vocab.txt --vocab_size=8000 --do_lower_case=true
 
@@ -112,8 +112,12 @@ def build_vocab(input_files: Sequence[str], vocab_size: int,
 
 
 def write_vocab(tokens: Sequence[str], path: str) -> None:
-    """Writes one token per line, atomically (temp file + os.replace)."""
+    """Writes one token per line, atomically (temp file + os.replace).
+
+    Creates the parent directory if needed.
+    """
     directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".vocab.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
@@ -164,7 +168,12 @@ def main(argv: list[str]) -> None:
                  len(files), FLAGS.output_file)
 
 
-if __name__ == "__main__":
-    from absl import app as _app
+def run() -> None:
+    """Console entry point `bert-vocab` (and `python -m data_prep.build_vocab`)."""
+    from absl import app
     _define_flags()
-    _app.run(main)
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -76,6 +76,9 @@ def test_write_vocab_is_atomic_and_round_trips(tmp_path):
     bv.write_vocab(tokens, str(path))
     assert list(tokenization.load_vocab(str(path))) == tokens
     assert os.listdir(tmp_path) == ["v.txt"]  # No temp file left behind.
+    nested = tmp_path / "new" / "dir" / "vocab.txt"
+    bv.write_vocab(tokens, str(nested))
+    assert list(tokenization.load_vocab(str(nested))) == tokens
 
 
 def test_errors_name_the_input(tmp_path):

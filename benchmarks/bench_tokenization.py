@@ -1,0 +1,146 @@
+"""Throughput of our tokenizers vs Hugging Face `tokenizers`, same vocab, same text.
+
+    python benchmarks/bench_tokenization.py [--batch_size=4096] [--repeats=7]
+
+Two inputs: the shipped corpus lines (English, all ASCII: the fast route) and
+a "messy" set (the corpus lines with multilingual text, accents, emoji,
+control and zero-width characters mixed in: the general route). Before timing,
+our ids are checked equal to the reference implementation of the original
+rules (tests/data_prep/reference_tokenizer.py) on every benchmarked sentence.
+
+Rows:
+  tf graph       BertTextTokenizer.tokenize on pre-built string tensors
+                 (what a tf.data pipeline or SavedModel sees), one call at a
+                 time, or from one Python thread per core;
+  tf batch_tokenize  Python list in, Python lists out (threads by default);
+  python FullTokenizer  pure Python, memoised;
+  hf tokenizers  BertWordPieceTokenizer.encode_batch (Rust, all cores), ids read;
+  hf BertTokenizerFast  transformers' wrapper of the same Rust tokenizer.
+The HF rows are skipped if the packages are missing (pip install tokenizers
+transformers).
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import glob
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import tensorflow as tf  # noqa: E402
+
+from data_prep import tokenization  # noqa: E402
+from tests.data_prep import reference_tokenizer as ref  # noqa: E402
+
+VOCAB = os.path.join(REPO, "tests", "data", "vocab_uncased.txt")
+MESS = ["Café naïve ÉCOLE", "Straße ΟΔΥΣΣΕΥΣ", "中文分词，你好！", "ひらがなとカタカナ",
+        "한국어 텍스트", "👨\u200d👩\u200d👧 👍🏽", "a\x00b\x07c\ufffd", "zero\u200bwidth\u00ad",
+        "nbsp\u00a0ideo\u3000", "Привет, МИР!"]
+
+
+def corpus_lines() -> list[str]:
+    lines = []
+    for path in sorted(glob.glob(os.path.join(REPO, "data", "corpus", "*.txt"))):
+        with open(path, encoding="utf-8") as f:
+            lines.extend(line for line in f.read().split("\n") if line.strip())
+    return lines
+
+
+def messy(lines: list[str]) -> list[str]:
+    return [f"{line} {MESS[i % len(MESS)]}" for i, line in enumerate(lines)]
+
+
+def best_rates(fns: dict, n: int, repeats: int) -> dict:
+    """name -> (sentences per wall second, per CPU second), best of `repeats`.
+
+    Runs are interleaved round-robin after a warm-up, so load from other
+    processes on a shared machine hits every tokenizer alike. CPU time is
+    this process's, all threads (TF's and the Rust tokenizers' included): it
+    is the steadier figure when the machine is shared.
+    """
+    for fn in fns.values():
+        fn()
+    wall = {name: float("inf") for name in fns}
+    cpu = dict(wall)
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            wall[name] = min(wall[name], time.perf_counter() - start)
+            cpu[name] = min(cpu[name], time.process_time() - start_cpu)
+    return {name: (n / wall[name], n / cpu[name]) for name in fns}
+
+
+def runners(lines: list[str], batch_size: int):
+    """name -> (zero-arg function tokenizing all lines, function returning ids)."""
+    bert = tokenization.BertTextTokenizer(VOCAB, do_lower_case=True)
+    tensors = [tf.constant(lines[i:i + batch_size]) for i in range(0, len(lines), batch_size)]
+    full = tokenization.FullTokenizer(VOCAB, do_lower_case=True)
+    pool = concurrent.futures.ThreadPoolExecutor(os.cpu_count())
+    out = {
+        "tf graph (tensors)": lambda: [bert.tokenize(t) for t in tensors],
+        "tf graph (tensors, threads)": lambda: list(pool.map(bert.tokenize, tensors)),
+        "tf batch_tokenize (lists)": lambda: bert.batch_tokenize(lines, batch_size),
+        "python FullTokenizer": lambda: [
+            full.convert_tokens_to_ids(full.tokenize(s)) for s in lines],
+    }
+    checks = {"tf batch_tokenize (lists)": out["tf batch_tokenize (lists)"],
+              "python FullTokenizer": out["python FullTokenizer"]}
+    try:
+        from tokenizers import BertWordPieceTokenizer
+        hf = BertWordPieceTokenizer(VOCAB, lowercase=True)
+        out["hf tokenizers"] = lambda: [
+            e.ids for e in hf.encode_batch(lines, add_special_tokens=False)]
+    except ImportError:
+        print("(hf tokenizers not installed: row skipped)")
+    try:
+        from transformers import BertTokenizerFast
+        hft = BertTokenizerFast(VOCAB, do_lower_case=True)
+        out["hf BertTokenizerFast"] = lambda: hft(lines, add_special_tokens=False)["input_ids"]
+    except ImportError:
+        print("(transformers not installed: row skipped)")
+    return out, checks
+
+
+def bench(title: str, lines: list[str], batch_size: int, repeats: int) -> None:
+    print(f"\n== {title}: {len(lines)} sentences, "
+          f"{sum(map(len, lines)) / len(lines):.0f} chars on average ==")
+    fns, checks = runners(lines, batch_size)
+    reference = ref.ReferenceTokenizer(VOCAB, do_lower_case=True)
+    expected = [reference.ids(s) for s in lines]
+    for name, fn in checks.items():
+        ok = fn() == expected
+        print(f"ids == reference on all {len(lines)} sentences ({name}): {ok}")
+        if not ok:
+            raise SystemExit(f"{name}: ids differ from the reference")
+    if "hf tokenizers" in fns:
+        same = sum(a == b for a, b in zip(fns["hf tokenizers"](), expected))
+        print(f"(hf tokenizers agrees with the reference on {same}/{len(lines)})")
+    rates = best_rates(fns, len(lines), repeats)
+    peer = rates.get("hf tokenizers", (None, None))
+    print(f"{'tokenizer':30s} {'sentences/s':>12s} {'vs hf':>8s} "
+          f"{'per CPU-s':>12s} {'vs hf':>8s}")
+    for name, (rate, cpu_rate) in rates.items():
+        ratios = [f"{r / p:7.2f}x" if p else "       -"
+                  for r, p in ((rate, peer[0]), (cpu_rate, peer[1]))]
+        print(f"{name:30s} {rate:12,.0f} {ratios[0]} {cpu_rate:12,.0f} {ratios[1]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch_size", type=int, default=4096)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    print(f"TF {tf.__version__}, {os.cpu_count()} CPU cores, batch {args.batch_size}")
+    lines = corpus_lines()
+    bench("corpus (ASCII English)", lines, args.batch_size, args.repeats)
+    bench("messy multilingual", messy(lines), args.batch_size, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
