@@ -32,6 +32,7 @@ setup(
             "bert-pretrain=bert_tf.run_pretraining:run",
             "bert-classify=bert_tf.run_classifier:run",
             "bert-tagger=bert_tf.run_tagger:run",
+            "bert-squad=bert_tf.run_squad:run",
             "bert-export=bert_tf.export_savedmodel:run",
             "bert-prep=data_prep.create_pretraining_data:run",
             "bert-vocab=data_prep.build_vocab:run",

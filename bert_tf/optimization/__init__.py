@@ -1,7 +1,8 @@
 """BERT's optimizers and learning-rate schedule."""
 from __future__ import annotations
 
-from bert_tf.optimization.adamw import DEFAULT_EXCLUDE, AdamWeightDecay, uses_weight_decay
+from bert_tf.optimization.adamw import AdamWeightDecay
+from bert_tf.optimization.base import DEFAULT_EXCLUDE, uses_weight_decay
 from bert_tf.optimization.lamb import Lamb
 from bert_tf.optimization.schedule import WarmupPolynomialDecay
 

@@ -1,25 +1,16 @@
 """BERT's Adam with decoupled weight decay, exactly as the original `AdamWeightDecayOptimizer`."""
 from __future__ import annotations
 
-import re
 from typing import Sequence
 
 import keras
 from keras import ops
 
-# The original excludes "LayerNorm", "layer_norm" and "bias"; bert_tf's variable paths spell
-# every LayerNorm `..._layer_norm/...` / `layer_norm/...` and every bias `.../bias` or
-# `output_bias`, so these patterns select the same variables.
-DEFAULT_EXCLUDE = ("layer_norm", "LayerNorm", "bias")
-
-
-def uses_weight_decay(path: str, exclude: Sequence[str]) -> bool:
-    """True unless one of the `exclude` regexes matches the variable `path`."""
-    return not any(re.search(pattern, path) for pattern in exclude)
+from bert_tf.optimization.base import DEFAULT_EXCLUDE, AdamMomentsOptimizer
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
-class AdamWeightDecay(keras.optimizers.Optimizer):
+class AdamWeightDecay(AdamMomentsOptimizer):
     """Adam without bias correction plus decoupled weight decay (the original BERT update).
 
     m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
@@ -34,22 +25,8 @@ class AdamWeightDecay(keras.optimizers.Optimizer):
                  exclude_from_weight_decay: Sequence[str] = DEFAULT_EXCLUDE,
                  global_clipnorm: float | None = 1.0, name: str = "adam_weight_decay",
                  **kwargs):
-        super().__init__(learning_rate=learning_rate, global_clipnorm=global_clipnorm,
-                         name=name, **kwargs)
-        self.weight_decay_rate = weight_decay_rate
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.exclude_from_weight_decay = tuple(exclude_from_weight_decay)
-
-    def build(self, variables):
-        if self.built:
-            return
-        super().build(variables)
-        self._m, self._v = self.add_optimizer_variables(variables, ["m", "v"])
-        # Decided once from the Keras variable paths: update_step may only see backend values.
-        self._decays = [uses_weight_decay(v.path, self.exclude_from_weight_decay)
-                        for v in variables]
+        super().__init__(learning_rate, weight_decay_rate, beta_1, beta_2, epsilon,
+                         exclude_from_weight_decay, global_clipnorm, name, **kwargs)
 
     def update_step(self, gradient, variable, learning_rate):
         lr = ops.cast(learning_rate, variable.dtype)
@@ -62,10 +39,3 @@ class AdamWeightDecay(keras.optimizers.Optimizer):
         if self.weight_decay_rate and self._decays[index]:
             update = update + self.weight_decay_rate * variable
         self.assign_sub(variable, lr * update)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(weight_decay_rate=self.weight_decay_rate, beta_1=self.beta_1,
-                      beta_2=self.beta_2, epsilon=self.epsilon,
-                      exclude_from_weight_decay=list(self.exclude_from_weight_decay))
-        return config

@@ -6,11 +6,11 @@ from typing import Sequence
 import keras
 from keras import ops
 
-from bert_tf.optimization.adamw import DEFAULT_EXCLUDE, uses_weight_decay
+from bert_tf.optimization.base import DEFAULT_EXCLUDE, AdamMomentsOptimizer
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
-class Lamb(keras.optimizers.Optimizer):
+class Lamb(AdamMomentsOptimizer):
     """m, v with bias correction; u = m_hat / (sqrt(v_hat) + eps) + wd * w;
     w <- w - lr * r * u with trust ratio r = ||w|| / ||u|| (1 when either norm is 0, and for
     variables excluded from weight decay — LayerNorm and biases — as in the reference LAMB).
@@ -20,22 +20,8 @@ class Lamb(keras.optimizers.Optimizer):
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-6,
                  exclude_from_weight_decay: Sequence[str] = DEFAULT_EXCLUDE,
                  global_clipnorm: float | None = 1.0, name: str = "lamb", **kwargs):
-        super().__init__(learning_rate=learning_rate, global_clipnorm=global_clipnorm,
-                         name=name, **kwargs)
-        self.weight_decay_rate = weight_decay_rate
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.exclude_from_weight_decay = tuple(exclude_from_weight_decay)
-
-    def build(self, variables):
-        if self.built:
-            return
-        super().build(variables)
-        self._m, self._v = self.add_optimizer_variables(variables, ["m", "v"])
-        # Decided once from the Keras variable paths: update_step may only see backend values.
-        self._decays = [uses_weight_decay(v.path, self.exclude_from_weight_decay)
-                        for v in variables]
+        super().__init__(learning_rate, weight_decay_rate, beta_1, beta_2, epsilon,
+                         exclude_from_weight_decay, global_clipnorm, name, **kwargs)
 
     def update_step(self, gradient, variable, learning_rate):
         lr = ops.cast(learning_rate, variable.dtype)
@@ -56,10 +42,3 @@ class Lamb(keras.optimizers.Optimizer):
             u_norm = ops.sqrt(ops.sum(ops.square(update)))
             ratio = ops.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, 1.0)
         self.assign_sub(variable, lr * ratio * update)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(weight_decay_rate=self.weight_decay_rate, beta_1=self.beta_1,
-                      beta_2=self.beta_2, epsilon=self.epsilon,
-                      exclude_from_weight_decay=list(self.exclude_from_weight_decay))
-        return config

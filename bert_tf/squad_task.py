@@ -1,0 +1,114 @@
+"""The SQuAD task (v1.1 and v2.0) for the one training loop.
+
+Training reads the feature TFRecords of `data_prep.squad_features`; the loss is the original's:
+the mean of the start and end position cross-entropies over the sequence. Evaluation gathers
+every feature's start/end logits and unique id and hands them to `evaluate_fn`, which turns
+them into answers and scores (post-processing needs the examples and token maps, which live
+outside the graph).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from bert_tf import inputs, losses
+from bert_tf.config import BertConfig
+from bert_tf.models import INPUT_NAMES, BertEncoder, BertSpanLabeler
+from bert_tf.task_base import Task
+from data_prep.squad_features import parse_squad_features
+
+# unique_ids int [n], start_logits float32 [n, seq], end_logits float32 [n, seq] -> metrics.
+EvaluateFn = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, float]]
+
+
+class SquadTask(Task):
+    """Fine-tunes `BertSpanLabeler` on SQuAD features.
+
+    Batches: int32 `input_ids, input_mask, segment_ids` [batch, max_seq_length] and int32
+    `unique_ids, start_positions, end_positions, is_impossible` [batch].
+    eval_file + evaluate_fn: the features to evaluate (padding records have unique id 0) and
+    what scores their logits (e.g. post-processing + the official metrics).
+    """
+
+    def __init__(self, bert_config: BertConfig, max_seq_length: int = 384,
+                 train_batch_size: int = 12, predict_batch_size: int = 8,
+                 train_file: str | None = None, eval_file: str | None = None,
+                 evaluate_fn: EvaluateFn | None = None, seed: int = 12345):
+        if max_seq_length > bert_config.max_position_embeddings:
+            raise ValueError(f"max_seq_length ({max_seq_length}) exceeds the model's "
+                             f"max_position_embeddings ({bert_config.max_position_embeddings}).")
+        if eval_file and evaluate_fn is None:
+            raise ValueError("SquadTask with an eval_file needs an evaluate_fn.")
+        self.bert_config = bert_config
+        self.max_seq_length = max_seq_length
+        self.train_batch_size = train_batch_size
+        self.predict_batch_size = predict_batch_size
+        self.train_file = train_file
+        self.eval_file = eval_file
+        self.evaluate_fn = evaluate_fn
+        self.seed = seed
+
+    def build_model(self, dtype: str) -> keras.Model:
+        encoder = BertEncoder.from_bert_config(self.bert_config, dtype=dtype)
+        # Spans come from the sequence output: the pooler gets no gradient. The original's
+        # optimizer skips such variables; freezing it does the same without a Keras warning
+        # per run or optimizer slots that never change.
+        encoder.pooler.trainable = False
+        return BertSpanLabeler(encoder)
+
+    def dataset(self, file: str, batch_size: int, is_training: bool, input_context=None,
+                skip_batches: int = 0) -> tf.data.Dataset:
+        """Parsed batches of a feature TFRecord (training: shuffled, repeated, full batches)."""
+        return inputs.record_dataset(
+            inputs.list_files(file, "train_file" if is_training else "predict_file"),
+            batch_size, is_training,
+            lambda s: parse_squad_features(s, self.max_seq_length),
+            input_context, skip_batches, self.seed)
+
+    def train_dataset(self, input_context, skip_batches: int) -> tf.data.Dataset:
+        if not self.train_file:
+            raise ValueError("SquadTask has no train_file.")
+        batch = input_context.get_per_replica_batch_size(self.train_batch_size)
+        return self.dataset(self.train_file, batch, True, input_context, skip_batches)
+
+    def eval_dataset(self, input_context) -> tf.data.Dataset | None:
+        if not self.eval_file:
+            return None
+        batch = input_context.get_per_replica_batch_size(self.predict_batch_size)
+        return self.dataset(self.eval_file, batch, False, input_context)
+
+    def compute_loss(self, model, batch, training):
+        outputs = model({k: batch[k] for k in INPUT_NAMES}, training=training)
+        return losses.span_loss(outputs["start_logits"], outputs["end_logits"],
+                                batch["start_positions"], batch["end_positions"]), {}
+
+    def eval_step(self, model, batch):
+        # Per-feature outputs: the loop gathers them over the whole eval set.
+        outputs = model({k: batch[k] for k in INPUT_NAMES}, training=False)
+        return {"unique_ids": batch["unique_ids"], "start_logits": outputs["start_logits"],
+                "end_logits": outputs["end_logits"]}
+
+    def finalize_eval(self, totals):
+        return self.evaluate_fn(totals["unique_ids"], totals["start_logits"],
+                                totals["end_logits"])
+
+
+def predict_logits(model: keras.Model, dataset: tf.data.Dataset) -> dict[str, np.ndarray]:
+    """Runs `model` over every batch: int `unique_ids` [n] and float32 `start_logits`,
+    `end_logits` [n, seq] (padding records included; they have unique id 0)."""
+    @tf.function
+    def forward(batch):
+        outputs = model({k: batch[k] for k in INPUT_NAMES}, training=False)
+        return outputs["start_logits"], outputs["end_logits"]
+
+    parts: dict[str, list[np.ndarray]] = {"unique_ids": [], "start_logits": [],
+                                          "end_logits": []}
+    for batch in dataset:
+        start, end = forward(batch)
+        parts["unique_ids"].append(batch["unique_ids"].numpy())
+        parts["start_logits"].append(start.numpy())
+        parts["end_logits"].append(end.numpy())
+    return {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in parts.items()}
