@@ -14,14 +14,14 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from bert_tf import inputs, losses, metrics
+from bert_tf import losses, metrics
 from bert_tf.config import BertConfig
 from bert_tf.models import INPUT_NAMES, BertClassifier, BertEncoder
-from bert_tf.task_base import Task
+from bert_tf.task_base import FeatureFileTask
 from data_prep.classifier_features import parse_classifier_examples
 
 
-class ClassificationTask(Task):
+class ClassificationTask(FeatureFileTask):
     """Fine-tunes `BertClassifier` (num_classes = 1: regression).
 
     Batches: int32 `input_ids, input_mask, segment_ids` [batch, max_seq_length], `label_ids`
@@ -58,26 +58,8 @@ class ClassificationTask(Task):
         return BertClassifier(BertEncoder.from_bert_config(self.bert_config, dtype=dtype),
                               self.num_classes)
 
-    def dataset(self, file: str, batch_size: int, is_training: bool, input_context=None,
-                skip_batches: int = 0) -> tf.data.Dataset:
-        """Parsed batches of a feature TFRecord (training: shuffled, repeated, full batches)."""
-        return inputs.record_dataset(
-            inputs.list_files(file, "train_file" if is_training else "eval_file"), batch_size,
-            is_training,
-            lambda s: parse_classifier_examples(s, self.max_seq_length, self.is_regression),
-            input_context, skip_batches, self.seed)
-
-    def train_dataset(self, input_context, skip_batches: int) -> tf.data.Dataset:
-        if not self.train_file:
-            raise ValueError("ClassificationTask has no train_file.")
-        batch = input_context.get_per_replica_batch_size(self.train_batch_size)
-        return self.dataset(self.train_file, batch, True, input_context, skip_batches)
-
-    def eval_dataset(self, input_context) -> tf.data.Dataset | None:
-        if not self.eval_file:
-            return None
-        batch = input_context.get_per_replica_batch_size(self.eval_batch_size)
-        return self.dataset(self.eval_file, batch, False, input_context)
+    def parse(self, serialized):
+        return parse_classifier_examples(serialized, self.max_seq_length, self.is_regression)
 
     def compute_loss(self, model, batch, training):
         logits = model({k: batch[k] for k in INPUT_NAMES}, training=training)["logits"]

@@ -8,11 +8,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import tempfile
 from typing import Any, Mapping
 
 from bert_tf import activations
+from data_prep.atomic_io import write_json
 
 _LOG = logging.getLogger(__name__)
 
@@ -148,18 +147,4 @@ class BertConfig:
 
     def to_json_file(self, path: str) -> None:
         """Writes an original-format `bert_config.json` atomically (temp file + rename)."""
-        text = json.dumps(self.to_original_dict(), indent=2, sort_keys=True) + "\n"
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".bert_config.", dir=directory)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a config is not a secret
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        write_json(path, self.to_original_dict(), indent=2)

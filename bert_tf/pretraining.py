@@ -50,6 +50,9 @@ class PretrainingTask(Task):
             is_training=True, input_context=input_context, skip_batches=skip_batches,
             seed=self.seed)
 
+    def has_eval(self) -> bool:
+        return bool(self.eval_input_file)
+
     def eval_dataset(self, input_context) -> tf.data.Dataset | None:
         if not self.eval_input_file:
             return None

@@ -30,7 +30,6 @@ from absl import app, flags
 from bert_tf import distribute, script_flags, training
 from bert_tf.classification import (ClassificationTask, evaluate_logits, output_probabilities,
                                     predict)
-from bert_tf.optimization import create_optimizer
 from data_prep import glue
 
 FLAGS = flags.FLAGS
@@ -64,17 +63,6 @@ flags.DEFINE_enum("predict_checkpoint", "auto", ["auto", "best", "latest"], "Wei
                   "predict with: output_dir/best/ or the latest checkpoint (auto: best if any).")
 
 
-def _init_fn(path: str | None):
-    if not path:
-        return None
-
-    def init(model: keras.Model) -> None:
-        from bert_tf.init_checkpoint import init_from_checkpoint
-        init_from_checkpoint(model, path)
-
-    return init
-
-
 def _load_for_prediction(task: ClassificationTask, output_dir: str, which: str, init_fn,
                          dtype: str) -> keras.Model:
     """The fine-tuned model: best/ or the latest checkpoint, else the init checkpoint."""
@@ -97,14 +85,6 @@ def _load_for_prediction(task: ClassificationTask, output_dir: str, which: str, 
         raise ValueError(f"No checkpoint in {output_dir} and no --init_checkpoint: nothing to "
                          "predict with.")
     return model
-
-
-def _check_vocab(vocab_file: str, vocab_size: int) -> None:
-    with open(vocab_file, encoding="utf-8") as f:
-        size = sum(1 for _ in f)
-    if size > vocab_size:
-        raise app.UsageError(f"--vocab_file has {size} tokens but the model's vocab_size is "
-                             f"{vocab_size}: ids would be out of range.")
 
 
 def _resolve_modes(task: glue.GlueTask) -> tuple[bool, bool, bool]:
@@ -137,7 +117,7 @@ def main(argv) -> None:
     do_train, do_eval, do_predict = _resolve_modes(task)
     keras.utils.set_random_seed(FLAGS.seed)
     config = script_flags.bert_config_from_flags(FLAGS)
-    _check_vocab(FLAGS.vocab_file, config.vocab_size)
+    script_flags.check_vocab_size(FLAGS.vocab_file, config.vocab_size)
     strategy = distribute.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
     output_dir = FLAGS.output_dir
     os.makedirs(output_dir, exist_ok=True)
@@ -166,21 +146,13 @@ def main(argv) -> None:
         config, task.num_classes, FLAGS.max_seq_length, batch, FLAGS.eval_batch_size,
         train_file=train.path if train else None, eval_file=dev.path if dev else None,
         metric_names=task.metrics, seed=FLAGS.seed)
-    args = training.TrainingArgs(
-        output_dir=output_dir, train_batch_size=batch, num_train_steps=num_train_steps,
-        steps_per_loop=FLAGS.steps_per_loop, save_checkpoints_steps=FLAGS.save_checkpoints_steps,
-        keep_checkpoint_max=FLAGS.keep_checkpoint_max,
-        num_accumulation_steps=FLAGS.num_accumulation_steps,
-        max_eval_steps=FLAGS.max_eval_steps if FLAGS.max_eval_steps > 0 else None,
-        dtype=FLAGS.dtype, jit_compile=FLAGS.jit_compile, do_train=do_train, do_eval=do_eval,
-        eval_every_steps=eval_every, best_metric=best_metric,
-        best_metric_mode=FLAGS.best_metric_mode)
+    args = script_flags.training_args_from_flags(
+        FLAGS, num_train_steps, do_train, do_eval, eval_every_steps=eval_every,
+        best_metric=best_metric, best_metric_mode=FLAGS.best_metric_mode)
     if distribute.is_chief(strategy):
         config.to_json_file(os.path.join(output_dir, "bert_config.json"))
-    init_fn = _init_fn(FLAGS.init_checkpoint)
-    optimizer_fn = lambda: create_optimizer(  # noqa: E731
-        FLAGS.learning_rate, num_train_steps, num_warmup_steps, FLAGS.optimizer,
-        FLAGS.weight_decay_rate, FLAGS.end_learning_rate, FLAGS.power)
+    init_fn = script_flags.init_fn_from_flags(FLAGS)
+    optimizer_fn = script_flags.optimizer_fn_from_flags(FLAGS, num_train_steps, num_warmup_steps)
 
     results: dict[str, float] = {}
     if do_train or do_eval:
@@ -202,24 +174,13 @@ def main(argv) -> None:
             {k: v for k, v in results.items() if not k.startswith("train_")})
     if do_train and chief:
         # The fine-tuned model as one file (for export_savedmodel): the weights predictions use.
-        _save_keras(load(FLAGS.predict_checkpoint), os.path.join(output_dir, "model.keras"))
+        script_flags.save_keras(load(FLAGS.predict_checkpoint), os.path.join(output_dir, "model.keras"))
     if do_predict and chief:
         model = load(FLAGS.predict_checkpoint)
         for split in task.test_splits:
             _predict_split(task, split, model, cls_task, features(
                 split, pad_to_multiple=FLAGS.predict_batch_size), output_dir)
     logging.info("Final: %s", results)
-
-
-def _save_keras(model: keras.Model, path: str) -> None:
-    tmp = f"{path[:-len('.keras')]}.tmp-{os.getpid()}.keras"  # Keras insists on the suffix
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    logging.info("Saved %s.", path)
 
 
 def _predict_split(task: glue.GlueTask, split: str, model: keras.Model,

@@ -11,7 +11,6 @@ import keras
 from absl import app, flags
 
 from bert_tf import distribute, script_flags, training
-from bert_tf.optimization import create_optimizer
 from bert_tf.pretraining import PretrainingTask
 
 FLAGS = flags.FLAGS
@@ -38,28 +37,18 @@ def main(argv) -> None:
                            FLAGS.max_seq_length, FLAGS.max_predictions_per_seq,
                            eval_input_file=FLAGS.eval_input_file,
                            eval_batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed)
-    args = training.TrainingArgs(
-        output_dir=FLAGS.output_dir, train_batch_size=FLAGS.train_batch_size,
-        num_train_steps=FLAGS.num_train_steps, steps_per_loop=FLAGS.steps_per_loop,
-        save_checkpoints_steps=FLAGS.save_checkpoints_steps,
-        keep_checkpoint_max=FLAGS.keep_checkpoint_max,
-        num_accumulation_steps=FLAGS.num_accumulation_steps,
-        max_eval_steps=FLAGS.max_eval_steps if FLAGS.max_eval_steps > 0 else None,
-        dtype=FLAGS.dtype, jit_compile=FLAGS.jit_compile, do_train=FLAGS.do_train,
-        do_eval=FLAGS.do_eval and bool(FLAGS.eval_input_file))
+    args = script_flags.training_args_from_flags(
+        FLAGS, FLAGS.num_train_steps, FLAGS.do_train,
+        FLAGS.do_eval and bool(FLAGS.eval_input_file))
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     if distribute.is_chief(strategy):
         config.to_json_file(os.path.join(FLAGS.output_dir, "bert_config.json"))
-    init_fn = None
-    if FLAGS.init_checkpoint:
-        from bert_tf.init_checkpoint import init_from_checkpoint
-        init_fn = lambda model: init_from_checkpoint(model, FLAGS.init_checkpoint)  # noqa: E731
+    if FLAGS.vocab_file:
+        script_flags.check_vocab_size(FLAGS.vocab_file, config.vocab_size)
     results = training.run(
-        task, args,
-        lambda: create_optimizer(FLAGS.learning_rate, FLAGS.num_train_steps,
-                                 FLAGS.num_warmup_steps, FLAGS.optimizer,
-                                 FLAGS.weight_decay_rate, FLAGS.end_learning_rate, FLAGS.power),
-        strategy=strategy, init_fn=init_fn)
+        task, args, script_flags.optimizer_fn_from_flags(FLAGS, FLAGS.num_train_steps,
+                                                         FLAGS.num_warmup_steps),
+        strategy=strategy, init_fn=script_flags.init_fn_from_flags(FLAGS))
     logging.info("Final: %s", results)
 
 

@@ -33,7 +33,6 @@ import tensorflow as tf
 from absl import app, flags
 
 from bert_tf import distribute, script_flags, squad_metrics, training
-from bert_tf.optimization import create_optimizer
 from bert_tf.squad_postprocess import compute_predictions, write_predictions
 from bert_tf.squad_task import SquadTask
 from data_prep import squad
@@ -71,36 +70,6 @@ flags.DEFINE_integer("eval_every_steps", 0, "Also predict and evaluate every N s
 flags.DEFINE_string("best_metric", None, "With --eval_every_steps, keep the best weights by "
                     "this metric in output_dir/best/ (default: f1).")
 flags.DEFINE_enum("best_metric_mode", "max", ["max", "min"], "Whether higher is better.")
-
-
-def _init_fn(path: str | None):
-    if not path:
-        return None
-
-    def init(model: keras.Model) -> None:
-        from bert_tf.init_checkpoint import init_from_checkpoint
-        init_from_checkpoint(model, path)
-
-    return init
-
-
-def _check_vocab(vocab_file: str, vocab_size: int) -> None:
-    with open(vocab_file, encoding="utf-8") as f:
-        size = sum(1 for _ in f)
-    if size > vocab_size:
-        raise app.UsageError(f"--vocab_file has {size} tokens but the model's vocab_size is "
-                             f"{vocab_size}: ids would be out of range.")
-
-
-def _save_keras(model: keras.Model, path: str) -> None:
-    tmp = f"{path[:-len('.keras')]}.tmp-{os.getpid()}.keras"  # Keras insists on the suffix
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    logging.info("Saved %s.", path)
 
 
 def _resolve_modes() -> tuple[bool, bool]:
@@ -176,12 +145,12 @@ def main(argv) -> None:
     do_train, do_predict = _resolve_modes()
     keras.utils.set_random_seed(FLAGS.seed)
     config = script_flags.bert_config_from_flags(FLAGS)
-    _check_vocab(FLAGS.vocab_file, config.vocab_size)
+    script_flags.check_vocab_size(FLAGS.vocab_file, config.vocab_size)
     strategy = distribute.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
     chief = distribute.is_chief(strategy)
     output_dir = FLAGS.output_dir
     os.makedirs(output_dir, exist_ok=True)
-    init_fn = _init_fn(FLAGS.init_checkpoint)
+    init_fn = script_flags.init_fn_from_flags(FLAGS)
     if do_predict and not do_train and init_fn is None and not tf.train.latest_checkpoint(
             os.path.join(output_dir, "checkpoints")):
         raise app.UsageError(f"No checkpoint in {output_dir} and no --init_checkpoint: "
@@ -212,20 +181,14 @@ def main(argv) -> None:
         train_file=train.path if train else None, eval_file=predict.path if predict else None,
         evaluate_fn=_evaluate_fn(predict, output_dir, chief) if predict else None,
         seed=FLAGS.seed)
-    args = training.TrainingArgs(
-        output_dir=output_dir, train_batch_size=batch, num_train_steps=num_train_steps,
-        steps_per_loop=FLAGS.steps_per_loop, save_checkpoints_steps=FLAGS.save_checkpoints_steps,
-        keep_checkpoint_max=FLAGS.keep_checkpoint_max,
-        num_accumulation_steps=FLAGS.num_accumulation_steps, max_eval_steps=None,
-        dtype=FLAGS.dtype, jit_compile=FLAGS.jit_compile, do_train=do_train,
-        do_eval=do_predict, eval_every_steps=eval_every,
+    args = script_flags.training_args_from_flags(
+        FLAGS, num_train_steps, do_train, do_predict, max_eval_steps=None,
+        eval_every_steps=eval_every,
         best_metric=FLAGS.best_metric or ("f1" if eval_every and scored else None),
         best_metric_mode=FLAGS.best_metric_mode)
     if chief:
         config.to_json_file(os.path.join(output_dir, "bert_config.json"))
-    optimizer_fn = lambda: create_optimizer(  # noqa: E731
-        FLAGS.learning_rate, num_train_steps, num_warmup_steps, FLAGS.optimizer,
-        FLAGS.weight_decay_rate, FLAGS.end_learning_rate, FLAGS.power)
+    optimizer_fn = script_flags.optimizer_fn_from_flags(FLAGS, num_train_steps, num_warmup_steps)
 
     results = training.run(task, args, optimizer_fn, strategy=strategy, init_fn=init_fn)
     if do_train and chief:
@@ -234,7 +197,7 @@ def main(argv) -> None:
         latest = tf.train.latest_checkpoint(os.path.join(output_dir, "checkpoints"))
         tf.train.Checkpoint(model=model).read(latest).assert_existing_objects_matched() \
             .expect_partial()
-        _save_keras(model, os.path.join(output_dir, "model.keras"))
+        script_flags.save_keras(model, os.path.join(output_dir, "model.keras"))
     logging.info("Final: %s", results)
 
 

@@ -20,8 +20,6 @@ import tensorflow as tf
 from absl import app, flags
 
 from bert_tf import distribute, script_flags, training
-from bert_tf.init_checkpoint import init_from_checkpoint
-from bert_tf.optimization import create_optimizer
 from bert_tf.tagging import TaggingTask
 from data_prep import conll
 from data_prep.tfrecords import atomic_path
@@ -91,6 +89,7 @@ def main(argv) -> None:
     else:
         raise app.UsageError(f"{labels_path} is missing: train first (--do_train).")
     config = script_flags.bert_config_from_flags(FLAGS)
+    script_flags.check_vocab_size(FLAGS.vocab_file, config.vocab_size)
     tokenizer = FullTokenizer(FLAGS.vocab_file, FLAGS.do_lower_case)
     strategy = distribute.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
     train_file, train_sentences = (_features("train", FLAGS.train_file, tokenizer, labels,
@@ -104,22 +103,14 @@ def main(argv) -> None:
                         else int(num_train_steps * FLAGS.warmup_proportion))
     task = TaggingTask(config, labels, FLAGS.max_seq_length, batch, FLAGS.eval_batch_size,
                        train_file, eval_file, FLAGS.seed)
-    args = training.TrainingArgs(
-        output_dir=output_dir, train_batch_size=batch, num_train_steps=num_train_steps,
-        steps_per_loop=FLAGS.steps_per_loop, save_checkpoints_steps=FLAGS.save_checkpoints_steps,
-        keep_checkpoint_max=FLAGS.keep_checkpoint_max,
-        num_accumulation_steps=FLAGS.num_accumulation_steps,
-        max_eval_steps=FLAGS.max_eval_steps if FLAGS.max_eval_steps > 0 else None,
-        dtype=FLAGS.dtype, jit_compile=FLAGS.jit_compile, do_train=FLAGS.do_train,
-        do_eval=FLAGS.do_eval)
-    init_fn = None
-    if FLAGS.init_checkpoint:
-        init_fn = lambda model: init_from_checkpoint(model, FLAGS.init_checkpoint)  # noqa: E731
+    args = script_flags.training_args_from_flags(FLAGS, num_train_steps, FLAGS.do_train,
+                                                 FLAGS.do_eval)
+    init_fn = script_flags.init_fn_from_flags(FLAGS)
     results = {}
     if FLAGS.do_train or FLAGS.do_eval:
-        results = training.run(task, args, lambda: create_optimizer(
-            FLAGS.learning_rate, num_train_steps, num_warmup_steps, FLAGS.optimizer,
-            FLAGS.weight_decay_rate, FLAGS.end_learning_rate, FLAGS.power),
+        results = training.run(
+            task, args, script_flags.optimizer_fn_from_flags(FLAGS, num_train_steps,
+                                                             num_warmup_steps),
             strategy=strategy, init_fn=init_fn)
     if (FLAGS.do_train or FLAGS.do_predict) and distribute.is_chief(strategy):
         model = task.build_model(FLAGS.dtype)
@@ -129,7 +120,7 @@ def main(argv) -> None:
         elif init_fn is not None:
             init_fn(model)
         if FLAGS.do_train:
-            model.save(os.path.join(output_dir, "model.keras"))
+            script_flags.save_keras(model, os.path.join(output_dir, "model.keras"))
         if FLAGS.do_predict:
             path, sentences = _features("predict", FLAGS.predict_file, tokenizer, labels,
                                         output_dir)

@@ -1,12 +1,20 @@
-"""absl flag definitions shared by the bert_tf scripts (define_* functions; nothing global read
-outside a script's `main`)."""
+"""What the bert_tf scripts share: flag definitions (define_* functions) and the helpers that
+turn parsed flag values into plain library arguments. Only a script's `main` passes FLAGS in;
+library code never reads them.
+"""
 from __future__ import annotations
 
-from absl import flags
+import logging
+import os
+from typing import Callable
 
-from bert_tf import distribute
+import keras
+from absl import app, flags
+
+from bert_tf import distribute, training
 from bert_tf.config import PRESETS, BertConfig
-from bert_tf.optimization import OPTIMIZERS
+from bert_tf.init_checkpoint import init_from_checkpoint
+from bert_tf.optimization import OPTIMIZERS, create_optimizer
 
 
 def define_model_flags() -> None:
@@ -59,3 +67,55 @@ def bert_config_from_flags(values: flags.FlagValues) -> BertConfig:
     elif values.vocab_size:
         overrides["vocab_size"] = values.vocab_size
     return BertConfig.from_preset(values.model, **overrides)
+
+
+def training_args_from_flags(values: flags.FlagValues, num_train_steps: int, do_train: bool,
+                             do_eval: bool, **overrides) -> training.TrainingArgs:
+    """`TrainingArgs` from the flags of `define_training_flags` (+ per-script overrides)."""
+    args = dict(
+        output_dir=values.output_dir, train_batch_size=values.train_batch_size,
+        num_train_steps=num_train_steps, steps_per_loop=values.steps_per_loop,
+        save_checkpoints_steps=values.save_checkpoints_steps,
+        keep_checkpoint_max=values.keep_checkpoint_max,
+        num_accumulation_steps=values.num_accumulation_steps,
+        max_eval_steps=values.max_eval_steps if values.max_eval_steps > 0 else None,
+        dtype=values.dtype, jit_compile=values.jit_compile, do_train=do_train, do_eval=do_eval)
+    args.update(overrides)
+    return training.TrainingArgs(**args)
+
+
+def optimizer_fn_from_flags(values: flags.FlagValues, num_train_steps: int,
+                            num_warmup_steps: int) -> Callable[[], keras.optimizers.Optimizer]:
+    """A factory of the optimizer the flags describe (built later, under the strategy scope)."""
+    return lambda: create_optimizer(values.learning_rate, num_train_steps, num_warmup_steps,
+                                    values.optimizer, values.weight_decay_rate,
+                                    values.end_learning_rate, values.power)
+
+
+def init_fn_from_flags(values: flags.FlagValues) -> Callable[[keras.Model], None] | None:
+    """Loads --init_checkpoint (any format) into a model; None without the flag."""
+    path = values.init_checkpoint
+    if not path:
+        return None
+    return lambda model: init_from_checkpoint(model, path)
+
+
+def check_vocab_size(vocab_file: str, vocab_size: int) -> None:
+    """UsageError when the vocab has more tokens than the model's embedding table."""
+    with open(vocab_file, encoding="utf-8") as f:
+        size = sum(1 for _ in f)
+    if size > vocab_size:
+        raise app.UsageError(f"--vocab_file has {size} tokens but the model's vocab_size is "
+                             f"{vocab_size}: ids would be out of range.")
+
+
+def save_keras(model: keras.Model, path: str) -> None:
+    """model.save(path) atomically (Keras insists on the .keras suffix for the temp file)."""
+    tmp = f"{path[:-len('.keras')]}.tmp-{os.getpid()}.keras"
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    logging.info("Saved %s.", path)

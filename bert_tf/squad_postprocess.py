@@ -14,7 +14,6 @@ Per example, over all its features (windows):
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -24,8 +23,8 @@ import numpy as np
 
 from data_prep.squad_examples import SquadExample
 from data_prep.squad_features import SquadFeature
-from data_prep.tfrecords import atomic_path
 from data_prep.tokenization import BasicTokenizer
+from data_prep.atomic_io import write_json
 
 _LOG = logging.getLogger("bert_tf.squad")
 
@@ -239,11 +238,6 @@ def compute_predictions(examples: Sequence[SquadExample], features: Sequence[Squ
     return out
 
 
-def _write_json(path: str, value) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(value, indent=4) + "\n")
-
-
 def write_predictions(output_dir: str, result: SquadPredictions) -> dict[str, str]:
     """predictions.json, nbest_predictions.json and (v2.0) null_odds.json, each written
     atomically; returns {name: path}."""
@@ -254,5 +248,5 @@ def write_predictions(output_dir: str, result: SquadPredictions) -> dict[str, st
     paths = {}
     for name, value in files.items():
         paths[name] = os.path.join(output_dir, f"{name}.json")
-        _write_json(paths[name], value)
+        write_json(paths[name], value, indent=4, sort_keys=False)  # keeps question order
     return paths

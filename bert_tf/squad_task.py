@@ -14,17 +14,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import inputs, losses
+from bert_tf import losses
 from bert_tf.config import BertConfig
 from bert_tf.models import INPUT_NAMES, BertEncoder, BertSpanLabeler
-from bert_tf.task_base import Task
+from bert_tf.task_base import FeatureFileTask
 from data_prep.squad_features import parse_squad_features
 
 # unique_ids int [n], start_logits float32 [n, seq], end_logits float32 [n, seq] -> metrics.
 EvaluateFn = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, float]]
 
 
-class SquadTask(Task):
+class SquadTask(FeatureFileTask):
     """Fine-tunes `BertSpanLabeler` on SQuAD features.
 
     Batches: int32 `input_ids, input_mask, segment_ids` [batch, max_seq_length] and int32
@@ -32,6 +32,8 @@ class SquadTask(Task):
     eval_file + evaluate_fn: the features to evaluate (padding records have unique id 0) and
     what scores their logits (e.g. post-processing + the official metrics).
     """
+
+    eval_flag = "predict_file"
 
     def __init__(self, bert_config: BertConfig, max_seq_length: int = 384,
                  train_batch_size: int = 12, predict_batch_size: int = 8,
@@ -45,7 +47,7 @@ class SquadTask(Task):
         self.bert_config = bert_config
         self.max_seq_length = max_seq_length
         self.train_batch_size = train_batch_size
-        self.predict_batch_size = predict_batch_size
+        self.eval_batch_size = predict_batch_size
         self.train_file = train_file
         self.eval_file = eval_file
         self.evaluate_fn = evaluate_fn
@@ -59,26 +61,8 @@ class SquadTask(Task):
         encoder.pooler.trainable = False
         return BertSpanLabeler(encoder)
 
-    def dataset(self, file: str, batch_size: int, is_training: bool, input_context=None,
-                skip_batches: int = 0) -> tf.data.Dataset:
-        """Parsed batches of a feature TFRecord (training: shuffled, repeated, full batches)."""
-        return inputs.record_dataset(
-            inputs.list_files(file, "train_file" if is_training else "predict_file"),
-            batch_size, is_training,
-            lambda s: parse_squad_features(s, self.max_seq_length),
-            input_context, skip_batches, self.seed)
-
-    def train_dataset(self, input_context, skip_batches: int) -> tf.data.Dataset:
-        if not self.train_file:
-            raise ValueError("SquadTask has no train_file.")
-        batch = input_context.get_per_replica_batch_size(self.train_batch_size)
-        return self.dataset(self.train_file, batch, True, input_context, skip_batches)
-
-    def eval_dataset(self, input_context) -> tf.data.Dataset | None:
-        if not self.eval_file:
-            return None
-        batch = input_context.get_per_replica_batch_size(self.predict_batch_size)
-        return self.dataset(self.eval_file, batch, False, input_context)
+    def parse(self, serialized):
+        return parse_squad_features(serialized, self.max_seq_length)
 
     def compute_loss(self, model, batch, training):
         outputs = model({k: batch[k] for k in INPUT_NAMES}, training=training)

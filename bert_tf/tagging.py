@@ -10,17 +10,16 @@ from typing import Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
-from bert_tf import inputs, metrics
+from bert_tf import metrics
 from bert_tf.config import BertConfig
 from bert_tf.models import INPUT_NAMES, BertEncoder, BertTokenClassifier
-from bert_tf.task_base import Task
+from bert_tf.task_base import FeatureFileTask
 from data_prep.conll import parse_tagging_examples
 
 
-class TaggingTask(Task):
+class TaggingTask(FeatureFileTask):
     """Fine-tunes `BertTokenClassifier` with `labels` (tag names in id order).
 
     Batches: int32 `input_ids, input_mask, segment_ids, label_ids` and float32
@@ -47,24 +46,8 @@ class TaggingTask(Task):
         return BertTokenClassifier(BertEncoder.from_bert_config(self.bert_config, dtype=dtype),
                                    len(self.labels))
 
-    def dataset(self, file: str, batch_size: int, is_training: bool, input_context=None,
-                skip_batches: int = 0) -> tf.data.Dataset:
-        return inputs.record_dataset(
-            inputs.list_files(file, "train_file" if is_training else "eval_file"), batch_size,
-            is_training, lambda s: parse_tagging_examples(s, self.max_seq_length),
-            input_context, skip_batches, self.seed)
-
-    def train_dataset(self, input_context, skip_batches: int) -> tf.data.Dataset:
-        if not self.train_file:
-            raise ValueError("TaggingTask has no train_file.")
-        batch = input_context.get_per_replica_batch_size(self.train_batch_size)
-        return self.dataset(self.train_file, batch, True, input_context, skip_batches)
-
-    def eval_dataset(self, input_context) -> tf.data.Dataset | None:
-        if not self.eval_file:
-            return None
-        batch = input_context.get_per_replica_batch_size(self.eval_batch_size)
-        return self.dataset(self.eval_file, batch, False, input_context)
+    def parse(self, serialized):
+        return parse_tagging_examples(serialized, self.max_seq_length)
 
     def compute_loss(self, model, batch, training):
         logits = ops.cast(model({k: batch[k] for k in INPUT_NAMES}, training=training)["logits"],

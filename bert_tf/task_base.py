@@ -6,6 +6,8 @@ import abc
 import keras
 import tensorflow as tf
 
+from bert_tf import inputs
+
 
 class Task(abc.ABC):
     """A task says what to build, what to read and how to score; `training.run` does the rest.
@@ -30,6 +32,10 @@ class Task(abc.ABC):
         """Per-replica batches for evaluation (finite), or None when there is nothing to eval."""
         return None
 
+    def has_eval(self) -> bool:
+        """Whether `eval_dataset` gives data (the loop evaluates only then)."""
+        return type(self).eval_dataset is not Task.eval_dataset
+
     @abc.abstractmethod
     def compute_loss(self, model: keras.Model, batch: dict,
                      training: bool) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
@@ -45,3 +51,45 @@ class Task(abc.ABC):
 
     def on_checkpoint_restored(self, model: keras.Model) -> None:
         """Called after `init_checkpoint` loading is skipped because a run resumes."""
+
+
+class FeatureFileTask(Task):
+    """A fine-tuning task that reads one TFRecord of features for training and one for eval.
+
+    Subclasses set `train_file`, `eval_file`, `train_batch_size`, `eval_batch_size` and `seed`
+    in their `__init__` and implement `parse` ([batch] serialized Examples -> dict of tensors).
+    `eval_flag` names the eval file's flag in error messages.
+    """
+
+    train_file: str | None
+    eval_file: str | None
+    train_batch_size: int
+    eval_batch_size: int
+    seed: int
+    eval_flag = "eval_file"
+
+    @abc.abstractmethod
+    def parse(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Parses a [batch] string tensor of serialized Examples."""
+
+    def dataset(self, file: str, batch_size: int, is_training: bool, input_context=None,
+                skip_batches: int = 0) -> tf.data.Dataset:
+        """Parsed batches of a feature TFRecord (training: shuffled, repeated, full batches)."""
+        flag = "train_file" if is_training else self.eval_flag
+        return inputs.record_dataset(inputs.list_files(file, flag), batch_size, is_training,
+                                     self.parse, input_context, skip_batches, self.seed)
+
+    def train_dataset(self, input_context, skip_batches: int) -> tf.data.Dataset:
+        if not self.train_file:
+            raise ValueError(f"{type(self).__name__} has no train_file.")
+        batch = input_context.get_per_replica_batch_size(self.train_batch_size)
+        return self.dataset(self.train_file, batch, True, input_context, skip_batches)
+
+    def eval_dataset(self, input_context) -> tf.data.Dataset | None:
+        if not self.eval_file:
+            return None
+        batch = input_context.get_per_replica_batch_size(self.eval_batch_size)
+        return self.dataset(self.eval_file, batch, False, input_context)
+
+    def has_eval(self) -> bool:
+        return bool(self.eval_file)

@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import signal
-import tempfile
 import time
 from typing import Callable
 
@@ -26,6 +25,7 @@ import tensorflow as tf
 
 from bert_tf import distribute
 from bert_tf.task_base import Task
+from data_prep.atomic_io import write_text
 
 _LOG = logging.getLogger("bert_tf.training")
 
@@ -99,8 +99,8 @@ def _split_micro_batches(batch: dict, count: int) -> dict:
 
 
 def has_eval(task: Task) -> bool:
-    """Whether the task defines an eval set at all (overrides `eval_dataset`)."""
-    return type(task).eval_dataset is not Task.eval_dataset
+    """Whether the task has eval data (see `Task.has_eval`)."""
+    return task.has_eval()
 
 
 def best_checkpoint(output_dir: str) -> str | None:
@@ -429,15 +429,7 @@ def run(task: Task, args: TrainingArgs, optimizer_fn: Callable[[], keras.optimiz
 def write_eval_results(path: str, metrics: dict[str, float]) -> None:
     """`key = value` lines, as the original's eval_results.txt, written atomically."""
     text = "".join(f"{k} = {metrics[k]}\n" for k in sorted(metrics))
-    _atomic_write(path, text)
-
-
-def _atomic_write(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp.", dir=directory)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_text(path, text)
 
 
 def _summary_writer(output_dir: str, name: str, chief: bool):

@@ -16,13 +16,13 @@ from __future__ import annotations
 import collections
 import glob
 import os
-import tempfile
 from typing import Iterable, Sequence
 
 from tensorflow_text.tools.wordpiece_vocab import (
     wordpiece_tokenizer_learner_lib as learner)
 
 from data_prep import tokenization
+from data_prep.atomic_io import write_text
 
 RESERVED_TOKENS = tokenization.RESERVED_TOKENS
 
@@ -116,16 +116,7 @@ def write_vocab(tokens: Sequence[str], path: str) -> None:
 
     Creates the parent directory if needed.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".vocab.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.writelines(t + "\n" for t in tokens)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_text(path, "".join(t + "\n" for t in tokens))
 
 
 def _define_flags() -> None:

@@ -17,11 +17,11 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from typing import Sequence
 
 import numpy as np
 
+from data_prep.atomic_io import write_json, write_text
 from data_prep.classifier_features import write_features
 from data_prep.glue_processors import (TASKS, GlueTask, InputExample, existing_split_path,
                                        get_task, read_examples, split_path)
@@ -130,10 +130,6 @@ def _file_sha256(path: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def _write_json(path: str, value: dict) -> None:
-    _write_text(path, json.dumps(value, indent=1, sort_keys=True))
-
-
 def cached_features(task: GlueTask, split: str, data_dir: str, cache_dir: str,
                     vocab_file: str, do_lower_case: bool, max_seq_length: int,
                     pad_to_multiple: int = 1, use_tfds: bool = False,
@@ -171,7 +167,7 @@ def cached_features(task: GlueTask, split: str, data_dir: str, cache_dir: str,
     # never exists without it.
     written, real = write_features(
         path, examples, task.labels, max_seq_length, tokenizer, pad_to_multiple,
-        before_commit=lambda: _write_json(manifest, {**counts, "key": key}))
+        before_commit=lambda: write_json(manifest, {**counts, "key": key}))
     _LOG.info("Wrote %s: %d examples + %d padding.", path, real, written - real)
     return FeatureFile(path, written, real)
 
@@ -192,18 +188,13 @@ def write_submission(path: str, task: GlueTask, examples: Sequence[InputExample]
         index = example.index if example.index is not None else str(i)
         lines.append(f"{index}\t{float(value):.6f}" if task.is_regression
                      else f"{index}\t{task.labels[int(value)]}")
-    _write_text(path, "\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def write_probabilities(path: str, outputs: np.ndarray) -> None:
     """`test_results.tsv` as the original: per example, the class probabilities (or the
     regression value), tab-separated, no header. outputs: float [n, num_classes]."""
-    _write_text(path, "".join("\t".join(repr(float(v)) for v in row) + "\n"
+    write_text(path, "".join("\t".join(repr(float(v)) for v in row) + "\n"
                               for row in np.asarray(outputs)))
 
 
-def _write_text(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp.", dir=os.path.dirname(os.path.abspath(path)))
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)

@@ -13,6 +13,7 @@ import os
 from absl import app, flags, logging
 
 from data_prep import sentences
+from data_prep.atomic_io import write_text
 
 FLAGS = flags.FLAGS
 
@@ -36,15 +37,7 @@ def prepare_file(input_path: str, output_path: str, max_document_sentences: int 
     documents = sentences.text_to_documents(text, max_document_sentences)
     if not documents:
         logging.warning("%s: no text found", input_path)
-    tmp = f"{output_path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(sentences.format_documents(documents))
-        os.replace(tmp, output_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_text(output_path, sentences.format_documents(documents))
     return {"documents": len(documents), "sentences": sum(len(d) for d in documents)}
 
 

@@ -24,7 +24,7 @@ import random
 
 from data_prep.squad_examples import SquadExample, load_squad_json, read_squad_examples
 from data_prep.squad_features import SquadFeature, convert_examples_to_features, write_features
-from data_prep.tfrecords import atomic_path
+from data_prep.atomic_io import write_json
 
 _LOG = logging.getLogger("data_prep.squad")
 
@@ -59,11 +59,6 @@ def _fingerprint(path: str) -> dict:
 def _sha256(path: str) -> str:
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
-
-
-def _write_json(path: str, value: dict) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=1, sort_keys=True)
 
 
 def squad_data(input_file: str, cache_dir: str, vocab_file: str, is_training: bool,
@@ -125,7 +120,7 @@ def squad_data(input_file: str, cache_dir: str, vocab_file: str, is_training: bo
 
     def commit(num_records: int, num_features: int) -> None:
         # Written before the TFRecord is renamed into place: it never exists without it.
-        _write_json(manifest, {"num_records": num_records, "num_features": num_features,
+        write_json(manifest, {"num_records": num_records, "num_features": num_features,
                                "num_examples": len(examples),
                                "stats": dataclasses.asdict(stats),
                                "key": key})

@@ -14,13 +14,13 @@ Feature schema (the original BERT names), one Example per instance, zero padded:
 """
 from __future__ import annotations
 
-import contextlib
-import os
 from itertools import chain
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from data_prep.atomic_io import atomic_path  # noqa: F401  (re-exported)
 
 PRETRAINING_FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions",
                         "masked_lm_ids", "masked_lm_weights", "next_sentence_labels")
@@ -230,23 +230,6 @@ def serialize_examples(features: Mapping[str, np.ndarray]) -> list[bytes]:
 
 
 # --- Atomic TFRecord files --------------------------------------------------------------------
-
-@contextlib.contextmanager
-def atomic_path(path: str) -> Iterator[str]:
-    """Yields `<path>.tmp-<pid>` to write; renames it to `path` only if the block succeeds.
-
-    On an exception the temporary file is removed; a killed process leaves only the `.tmp-*`
-    file, never a partial `path`.
-    """
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-
 
 def tfrecord_options(gzip: bool) -> tf.io.TFRecordOptions:
     return tf.io.TFRecordOptions(compression_type="GZIP" if gzip else "")

@@ -4,9 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-from keras import ops
 
-from bert_tf import activations
 from bert_tf.config import BertConfig
 from bert_tf.layers import PositionEmbedding, TransformerBlock
 
