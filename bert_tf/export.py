@@ -32,7 +32,7 @@ import tensorflow_text as tf_text
 
 from bert_tf.models import (BertClassifier, BertEncoder, BertPretrainer, BertSpanLabeler,
                             BertTokenClassifier)
-from data_prep.tokenization import BertTextTokenizer
+from data_prep.text_tokenizer import BertTextTokenizer
 
 _LOG = logging.getLogger(__name__)
 KINDS = ("classifier", "span_labeler", "token_classifier", "fill_mask", "encoder")

@@ -11,7 +11,7 @@ import unicodedata
 import pytest
 import tensorflow as tf
 
-from data_prep import tokenization
+from data_prep import text_tokenizer, tokenization
 from tests.data_prep import reference_tokenizer as ref
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -214,7 +214,7 @@ def test_random_fast_route_text_matches_reference(tokenizers):
     route: check it hard, including the 200-character limit next to that
     punctuation."""
     rng = random.Random(7)
-    punct = list(tokenization._inert_punctuation())
+    punct = list(text_tokenizer._inert_punctuation())
     alphabet = [chr(c) for c in range(128)] + list("abcde  ") * 10
     texts = ["".join(rng.choice(alphabet if rng.random() < 0.9 else punct)
                      for _ in range(rng.randint(0, 60))) for _ in range(5000)]
