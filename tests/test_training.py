@@ -57,6 +57,11 @@ def test_resume_continues_step_and_data_position(shards, tmp_path):
     task = _task(shards)
     _run(task, tmp_path, 20, do_eval=False)
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-20")
+    # A save killed half-way leaves data files but never updates the `checkpoint` state file,
+    # so "latest" still names the last complete checkpoint and resume ignores the debris.
+    (tmp_path / "checkpoints" / "ckpt-25.index").write_bytes(b"partial")
+    (tmp_path / "checkpoints" / "ckpt-25.data-00000-of-00001").write_bytes(b"\0" * 10)
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-20")
     resumed = _run(task, tmp_path, 30, do_eval=False)
     assert resumed["global_step"] == 30
     # Skipping k batches lands on the batch an uninterrupted run would see next.
