@@ -52,13 +52,7 @@ flags.DEFINE_integer("predict_batch_size", 8, "Batch size for prediction.")
 flags.DEFINE_float("num_train_epochs", 3.0, "Epochs (sets num_train_steps unless given).")
 flags.DEFINE_float("warmup_proportion", 0.1, "Warmup fraction of the steps (unless "
                    "--num_warmup_steps is given).")
-flags.DEFINE_integer("eval_every_steps", 0, "Evaluate on dev every N steps while training "
-                     "(0: only at the end).")
 flags.DEFINE_bool("eval_every_epoch", False, "Evaluate on dev at the end of every epoch.")
-flags.DEFINE_string("best_metric", None, "With periodic evaluation, keep the best weights by "
-                    "this eval metric in output_dir/best/ (default: the task's main metric, "
-                    "e.g. eval_matthews_corr for CoLA).")
-flags.DEFINE_enum("best_metric_mode", "max", ["max", "min"], "Whether higher is better.")
 flags.DEFINE_enum("predict_checkpoint", "auto", ["auto", "best", "latest"], "Weights to "
                   "predict with: output_dir/best/ or the latest checkpoint (auto: best if any).")
 

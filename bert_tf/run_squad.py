@@ -65,11 +65,6 @@ flags.DEFINE_float("null_score_diff_threshold", 0.0, "v2.0: answer \"\" when nul
                    "best answer score exceeds this.")
 flags.DEFINE_bool("verbose_logging", False, "Log why an answer could not be mapped back to "
                   "the original text.")
-flags.DEFINE_integer("eval_every_steps", 0, "Also predict and evaluate every N steps while "
-                     "training (0: only at the end).")
-flags.DEFINE_string("best_metric", None, "With --eval_every_steps, keep the best weights by "
-                    "this metric in output_dir/best/ (default: f1).")
-flags.DEFINE_enum("best_metric_mode", "max", ["max", "min"], "Whether higher is better.")
 
 
 def _resolve_modes() -> tuple[bool, bool]:

@@ -39,6 +39,7 @@ flags.DEFINE_bool("do_lower_case", True, "Lower-case the text (uncased models)."
 flags.DEFINE_integer("max_seq_length", 128, "Word pieces per sentence, [CLS]/[SEP] included.")
 flags.DEFINE_float("num_train_epochs", 3.0, "Epochs (sets num_train_steps unless given).")
 flags.DEFINE_float("warmup_proportion", 0.1, "Warmup fraction of the steps.")
+flags.DEFINE_bool("eval_every_epoch", False, "Evaluate on dev at the end of every epoch.")
 
 
 def _features(name: str, path: str, tokenizer, labels, output_dir: str) -> tuple[str, list]:
@@ -103,8 +104,12 @@ def main(argv) -> None:
                         else int(num_train_steps * FLAGS.warmup_proportion))
     task = TaggingTask(config, labels, FLAGS.max_seq_length, batch, FLAGS.eval_batch_size,
                        train_file, eval_file, FLAGS.seed)
-    args = script_flags.training_args_from_flags(FLAGS, num_train_steps, FLAGS.do_train,
-                                                 FLAGS.do_eval)
+    eval_every = FLAGS.eval_every_steps or (
+        max(len(train_sentences) // batch, 1) if FLAGS.eval_every_epoch else None)
+    args = script_flags.training_args_from_flags(
+        FLAGS, num_train_steps, FLAGS.do_train, FLAGS.do_eval, eval_every_steps=eval_every,
+        best_metric=FLAGS.best_metric or ("eval_f1" if eval_every else None),
+        best_metric_mode=FLAGS.best_metric_mode)
     init_fn = script_flags.init_fn_from_flags(FLAGS)
     results = {}
     if FLAGS.do_train or FLAGS.do_eval:
@@ -114,9 +119,12 @@ def main(argv) -> None:
             strategy=strategy, init_fn=init_fn)
     if (FLAGS.do_train or FLAGS.do_predict) and distribute.is_chief(strategy):
         model = task.build_model(FLAGS.dtype)
-        latest = tf.train.latest_checkpoint(os.path.join(output_dir, "checkpoints"))
-        if latest:
-            tf.train.Checkpoint(model=model).read(latest).expect_partial()
+        # The best-F1 weights when periodic evaluation kept them, else the last checkpoint.
+        weights = training.best_checkpoint(output_dir) or tf.train.latest_checkpoint(
+            os.path.join(output_dir, "checkpoints"))
+        if weights:
+            tf.train.Checkpoint(model=model).read(weights).expect_partial()
+            logging.info("Predicting with %s.", weights)
         elif init_fn is not None:
             init_fn(model)
         if FLAGS.do_train:

@@ -52,6 +52,12 @@ def define_training_flags(learning_rate: float, train_batch_size: int, eval_batc
     flags.DEFINE_enum("dtype", "float32", list(distribute.DTYPES), "Compute precision.")
     flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward/backward pass.")
     flags.DEFINE_integer("seed", 12345, "Random seed (initialisation, data order, dropout).")
+    flags.DEFINE_integer("eval_every_steps", 0, "Also evaluate every N steps while training "
+                         "(0: only at the end).")
+    flags.DEFINE_string("best_metric", None, "With periodic evaluation, keep the weights with "
+                        "the best value of this eval metric in output_dir/best/ (default: the "
+                        "task's main metric).")
+    flags.DEFINE_enum("best_metric_mode", "max", ["max", "min"], "Whether higher is better.")
 
 
 def bert_config_from_flags(values: flags.FlagValues) -> BertConfig:

@@ -1,4 +1,5 @@
 """Token classification: CoNLL reading, first-piece labels, entity F1, run_tagger end to end."""
+import json
 import os
 import subprocess
 import sys
@@ -76,7 +77,7 @@ def test_run_tagger_end_to_end(tmp_path):
            f"--predict_file={CONLL}/dev.txt", f"--output_dir={out}", "--do_train", "--do_eval",
            "--do_predict", "--max_seq_length=32", "--train_batch_size=16",
            "--learning_rate=2e-3", "--num_train_epochs=20", "--steps_per_loop=50",
-           "--save_checkpoints_steps=100"]
+           "--save_checkpoints_steps=100", "--eval_every_epoch"]
     done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 0, done.stderr[-3000:]
@@ -88,3 +89,5 @@ def test_run_tagger_end_to_end(tmp_path):
     assert len(lines) == sum(len(s.words) for s in conll.read_conll(f"{CONLL}/dev.txt"))
     assert all(len(l.split()) == 3 for l in lines)
     assert (out / "model.keras").exists() and (out / "labels.txt").read_text().startswith("O\n")
+    best = json.loads((out / "best" / "best_metric.json").read_text())
+    assert best["metric"] == "eval_f1" and best["value"] >= float(results["eval_f1"]) - 1e-9
