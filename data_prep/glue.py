@@ -23,6 +23,7 @@ import numpy as np
 
 from data_prep.atomic_io import write_json, write_text
 from data_prep.classifier_features import write_features
+from data_prep.file_identity import file_fingerprint, file_sha256
 from data_prep.glue_processors import (TASKS, GlueTask, InputExample, existing_split_path,
                                        get_task, read_examples, split_path)
 
@@ -120,14 +121,7 @@ def load_examples(task: GlueTask, split: str, data_dir: str,
 def _source_fingerprint(task: GlueTask, split: str, data_dir: str, use_tfds: bool) -> dict:
     if use_tfds:
         return {"tfds": f"glue/{task.tfds_name}", "data_dir": os.path.abspath(data_dir or "")}
-    path = existing_split_path(task, split, data_dir)
-    stat = os.stat(path)
-    return {"file": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def _file_sha256(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+    return file_fingerprint(existing_split_path(task, split, data_dir))
 
 
 def cached_features(task: GlueTask, split: str, data_dir: str, cache_dir: str,
@@ -142,7 +136,7 @@ def cached_features(task: GlueTask, split: str, data_dir: str, cache_dir: str,
     """
     key = {"version": FEATURES_VERSION, "task": task.name, "split": split,
            "source": _source_fingerprint(task, split, data_dir, use_tfds),
-           "vocab_sha256": _file_sha256(vocab_file), "do_lower_case": bool(do_lower_case),
+           "vocab_sha256": file_sha256(vocab_file), "do_lower_case": bool(do_lower_case),
            "max_seq_length": int(max_seq_length), "pad_to_multiple": int(pad_to_multiple)}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     os.makedirs(cache_dir, exist_ok=True)

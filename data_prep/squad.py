@@ -25,6 +25,7 @@ import random
 from data_prep.squad_examples import SquadExample, load_squad_json, read_squad_examples
 from data_prep.squad_features import SquadFeature, convert_examples_to_features, write_features
 from data_prep.atomic_io import write_json
+from data_prep.file_identity import file_fingerprint, file_sha256
 
 _LOG = logging.getLogger("data_prep.squad")
 
@@ -51,16 +52,6 @@ class SquadData:
     articles: list[dict] | None = None
 
 
-def _fingerprint(path: str) -> dict:
-    stat = os.stat(path)
-    return {"file": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def _sha256(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def squad_data(input_file: str, cache_dir: str, vocab_file: str, is_training: bool,
                do_lower_case: bool = True, max_seq_length: int = 384, doc_stride: int = 128,
                max_query_length: int = 64, version_2_with_negative: bool = False,
@@ -74,8 +65,8 @@ def squad_data(input_file: str, cache_dir: str, vocab_file: str, is_training: bo
     """
     if not os.path.isfile(input_file):
         raise FileNotFoundError(f"SQuAD file not found: {input_file}")
-    key = {"version": FEATURES_VERSION, "source": _fingerprint(input_file),
-           "vocab_sha256": _sha256(vocab_file), "do_lower_case": bool(do_lower_case),
+    key = {"version": FEATURES_VERSION, "source": file_fingerprint(input_file),
+           "vocab_sha256": file_sha256(vocab_file), "do_lower_case": bool(do_lower_case),
            "max_seq_length": int(max_seq_length), "doc_stride": int(doc_stride),
            "max_query_length": int(max_query_length), "is_training": bool(is_training),
            "version_2_with_negative": bool(version_2_with_negative),
