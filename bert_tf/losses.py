@@ -5,10 +5,14 @@ from keras import ops
 
 
 def _nll(logits, labels):
-    """Negative log-likelihood of int `labels` [...] under float `logits` [..., classes]."""
-    log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
-    labels = ops.expand_dims(ops.cast(labels, "int32"), -1)
-    return -ops.squeeze(ops.take_along_axis(log_probs, labels, axis=-1), -1)
+    """Negative log-likelihood of int `labels` [...] under float `logits` [..., classes].
+
+    The fused sparse softmax cross-entropy kernel, not log_softmax + gather: the gather's
+    gradient is a scatter into a dense [..., vocab] tensor, 10-15% of a small model's step on
+    CPU (benchmarks/README.md).
+    """
+    return ops.sparse_categorical_crossentropy(ops.cast(labels, "int32"),
+                                               ops.cast(logits, "float32"), from_logits=True)
 
 
 def masked_lm_loss(logits, masked_lm_ids, masked_lm_weights):
