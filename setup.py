@@ -24,7 +24,9 @@ setup(
     extras_require={
         "test": ["pytest>=8"],
         # Peers measured by benchmarks/ in the same run; never needed by the package.
-        "bench": ["keras-hub", "tokenizers", "transformers", "torch"],
+        # (PyTorch + transformers for the optional HF peer are left out: a plain `torch`
+        # requirement pulls a multi-GB CUDA build; see benchmarks/README.md.)
+        "bench": ["keras-hub==0.32.0", "tokenizers"],
     },
     entry_points={
         "console_scripts": [

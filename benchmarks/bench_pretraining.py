@@ -33,7 +33,9 @@ so the input pipeline costs nothing and only the step is timed. All contenders o
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -103,7 +105,9 @@ def build_ours(size: str, data: dict, dtype: str, xla: bool, steps: int, hidden_
     bert_config = config_lib.BertConfig.from_preset(size, vocab_size=common.VOCAB_SIZE,
                                                     hidden_act=hidden_act)
     task = SyntheticPretraining(bert_config)
-    args = training.TrainingArgs(output_dir=tempfile.mkdtemp(prefix="bench_bert_tf_"),
+    output_dir = tempfile.mkdtemp(prefix="bench_bert_tf_")  # nothing is saved; removed at exit
+    atexit.register(shutil.rmtree, output_dir, ignore_errors=True)
+    args = training.TrainingArgs(output_dir=output_dir,
                                  train_batch_size=task.train_batch_size,
                                  num_train_steps=10**9, steps_per_loop=steps, dtype=dtype,
                                  jit_compile=xla)
