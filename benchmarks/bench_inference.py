@@ -62,13 +62,8 @@ def build_ours(size: str, data: dict, dtype: str, xla: bool, calls: int):
 
 
 def build_keras_hub(size: str, data: dict, dtype: str, xla: bool, calls: int):
-    import keras_hub
 
-    layers, hidden, heads = common.SIZES[size]
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=common.VOCAB_SIZE, num_layers=layers, num_heads=heads,
-        hidden_dim=hidden, intermediate_dim=4 * hidden, dropout=0.1, max_sequence_length=512,
-        num_segments=2, dtype=dtype)
+    backbone = common.keras_hub_backbone(size, dtype)
     inputs = {"token_ids": tf.constant(data["input_ids"]),
               "padding_mask": tf.constant(data["input_mask"]),
               "segment_ids": tf.constant(data["segment_ids"])}

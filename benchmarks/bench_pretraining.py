@@ -133,11 +133,7 @@ def build_ours(size: str, data: dict, dtype: str, xla: bool, steps: int, hidden_
 def build_keras_hub(size: str, data: dict, dtype: str, xla: bool, steps: int):
     import keras_hub
 
-    layers, hidden, heads = common.SIZES[size]
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=common.VOCAB_SIZE, num_layers=layers, num_heads=heads,
-        hidden_dim=hidden, intermediate_dim=4 * hidden, dropout=0.1, max_sequence_length=512,
-        num_segments=2, dtype=dtype)
+    backbone = common.keras_hub_backbone(size, dtype)
     model = keras_hub.models.BertMaskedLM(backbone, preprocessor=None)
     optimizer = keras.optimizers.AdamW(learning_rate=1e-4, weight_decay=0.01, beta_1=0.9,
                                        beta_2=0.999, epsilon=1e-6, global_clipnorm=1.0)

@@ -35,6 +35,17 @@ SIZES = {
 VOCAB_SIZE = 30522
 
 
+def keras_hub_backbone(size: str, dtype: str):
+    """keras-hub's BertBackbone with the sizes of bert_tf's preset `size` (the peer's encoder)."""
+    import keras_hub
+
+    layers, hidden, heads = SIZES[size]
+    return keras_hub.models.BertBackbone(
+        vocabulary_size=VOCAB_SIZE, num_layers=layers, num_heads=heads, hidden_dim=hidden,
+        intermediate_dim=4 * hidden, dropout=0.1, max_sequence_length=512, num_segments=2,
+        dtype=dtype)
+
+
 @dataclasses.dataclass
 class Contender:
     """One thing to time: `run()` does `items` units of work (sequences) and blocks until done."""
