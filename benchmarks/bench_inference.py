@@ -62,7 +62,6 @@ def build_ours(size: str, data: dict, dtype: str, xla: bool, calls: int):
 
 
 def build_keras_hub(size: str, data: dict, dtype: str, xla: bool, calls: int):
-
     backbone = common.keras_hub_backbone(size, dtype)
     inputs = {"token_ids": tf.constant(data["input_ids"]),
               "padding_mask": tf.constant(data["input_mask"]),
