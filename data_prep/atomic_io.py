@@ -1,7 +1,8 @@
 """Atomic file writes: a reader never sees a half-written file (no TensorFlow import here).
 
 Everything bert_tf and data_prep write as a final file goes through `atomic_path`: the data
-goes to `<path>.tmp-<pid>` and is renamed over `path` only when complete. A killed process
+goes to `<path>.tmp-<host>-<pid>-<random>` and is renamed over `path` only when complete
+(unique even when workers on several hosts share a file system, as under Apache Beam). A killed process
 leaves at most the `.tmp-*` file; the files get the usual umask permissions.
 """
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
+import uuid
 from typing import Any, Iterator
 
 
@@ -19,7 +22,7 @@ def atomic_path(path: str) -> Iterator[str]:
     The parent directory is created if needed. On an exception the temporary file is removed.
     """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
+    tmp = f"{path}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         yield tmp
         os.replace(tmp, path)

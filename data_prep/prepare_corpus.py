@@ -30,7 +30,7 @@ def define_flags() -> None:
 def prepare_file(input_path: str, output_path: str, max_document_sentences: int = 200) -> dict:
     """Converts one file; returns {'documents', 'sentences'} counts.
 
-    The output appears only complete (written to `<output>.tmp-<pid>`, then renamed).
+    The output appears only complete (written to a unique `<output>.tmp-*` file, then renamed).
     """
     with open(input_path, "rb") as f:
         text = sentences.decode_text(f.read(), input_path)

@@ -88,6 +88,51 @@ def test_masked_lm_head_is_tied_and_gathers(tiny_config):
     assert sorted(vocab_sized) == ["masked_lm_head/output_bias", "word_embeddings/embeddings"]
 
 
+def test_block_query_positions_give_those_rows_of_the_full_output(tiny_config):
+    block = TransformerBlock(tiny_config.hidden_size, tiny_config.num_attention_heads,
+                             tiny_config.intermediate_size)
+    rng = np.random.default_rng(4)
+    hidden = rng.normal(size=(3, 9, tiny_config.hidden_size)).astype("float32")
+    mask = (np.arange(9)[None] < np.array([[9], [6], [2]])).astype("int32")
+    rows = np.array([[0, 8, 3, 3], [0, 1, 5, 0], [0, 1, 0, 0]], "int32")  # repeats allowed
+    full = np.asarray(block(hidden, mask))
+    some = np.asarray(block(hidden, mask, query_positions=rows))
+    assert some.shape == (3, 4, tiny_config.hidden_size)
+    np.testing.assert_allclose(some, np.take_along_axis(full, rows[..., None], 1), atol=1e-5)
+
+
+def test_pretrainer_last_layer_on_read_rows_only_equals_full_computation(tiny_config):
+    """The default pretrainer runs its last block on [CLS] + the masked rows only; its
+    outputs and gradients equal the full computation's (`full_last_layer=True`)."""
+    import tensorflow as tf
+    encoder = bert_tf.BertEncoder.from_bert_config(tiny_config)
+    fast = bert_tf.BertPretrainer(encoder)
+    _randomise(fast, seed=5)
+    full = bert_tf.BertPretrainer(encoder, full_last_layer=True)
+    by_path = _weights(fast)
+    for w in full.weights:
+        w.assign(by_path[w.path])
+    x = {**make_inputs(batch=2, seq_len=10, lengths=[10, 6]),
+         "masked_lm_positions": np.array([[3, 1, 9, 0], [5, 2, 0, 0]], "int32")}
+    results = []
+    for model in (fast, full):
+        with tf.GradientTape() as tape:
+            out = model(x)
+            loss = tf.reduce_sum(out["masked_lm_logits"][..., :7] ** 2) + \
+                tf.reduce_sum(out["next_sentence_logits"] ** 2)
+        grads = tape.gradient(loss, model.trainable_weights)
+        results.append((out, {w.path: g for w, g in zip(model.trainable_weights, grads)}))
+    (out_fast, g_fast), (out_full, g_full) = results
+    for key in out_fast:
+        np.testing.assert_allclose(out_fast[key], out_full[key], atol=1e-5)
+    assert g_fast.keys() == g_full.keys()
+    for path in g_fast:
+        np.testing.assert_allclose(tf.convert_to_tensor(g_fast[path]),
+                                   tf.convert_to_tensor(g_full[path]), rtol=1e-3, atol=1e-3,
+                                   err_msg=path)
+    assert full.get_config()["full_last_layer"] and not fast.get_config()["full_last_layer"]
+
+
 def test_next_sentence_and_classifier_use_pooled_output(tiny_config):
     encoder = bert_tf.BertEncoder.from_bert_config(tiny_config)
     x = make_inputs()
@@ -128,6 +173,7 @@ def _task_models(encoder):
     return {
         "encoder": encoder,
         "pretrainer": bert_tf.BertPretrainer(encoder),
+        "pretrainer_full_last_layer": bert_tf.BertPretrainer(encoder, full_last_layer=True),
         "classifier": bert_tf.BertClassifier(encoder, num_classes=3, dropout=0.2),
         "span_labeler": bert_tf.BertSpanLabeler(encoder),
         "token_classifier": bert_tf.BertTokenClassifier(encoder, num_classes=5),
@@ -141,8 +187,8 @@ def _call(model, x):
     return {k: np.asarray(v) for k, v in out.items() if k != "encoder_outputs"}
 
 
-@pytest.mark.parametrize("kind", ["encoder", "pretrainer", "classifier", "span_labeler",
-                                  "token_classifier"])
+@pytest.mark.parametrize("kind", ["encoder", "pretrainer", "pretrainer_full_last_layer",
+                                  "classifier", "span_labeler", "token_classifier"])
 def test_keras_file_round_trip(tiny_config, tmp_path, kind):
     model = _task_models(bert_tf.BertEncoder.from_bert_config(tiny_config))[kind]
     _randomise(model, seed=7)

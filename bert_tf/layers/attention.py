@@ -10,6 +10,13 @@ from keras import ops
 _MASK_BIAS = -10000.0
 
 
+def gather_positions(sequence, positions):
+    """Rows of `sequence` float [batch, seq_len, width] at int `positions` [batch, n]
+    -> [batch, n, width]."""
+    positions = ops.cast(positions, "int32")
+    return ops.take_along_axis(sequence, ops.expand_dims(positions, -1), axis=1)
+
+
 @keras.saving.register_keras_serializable(package="bert_tf")
 class SelfAttention(keras.layers.Layer):
     """Scaled dot-product self-attention as in the original BERT.
@@ -17,12 +24,18 @@ class SelfAttention(keras.layers.Layer):
     Inputs:
       hidden: float [batch, seq_len, hidden_size].
       input_mask: int/bool [batch, seq_len], 1 for real tokens, 0 for padding.
-    Output: float [batch, seq_len, hidden_size] (before the output projection's residual).
+      query_positions: optional int [batch, num_queries]: attend from these positions only.
+    Output: float [batch, seq_len or num_queries, hidden_size] (before the residual).
 
     One [hidden, 3*hidden] matmul computes query, key and value together (one large GEMM is
     faster than three small ones); the kernel's columns are [query | key | value], each laid out
     head-major, which is how checkpoint conversion concatenates the original's three kernels.
     Scores are scaled by 1/sqrt(head_dim) and the softmax runs in float32 under mixed precision.
+
+    With `query_positions`, keys and values still cover every position but queries are
+    projected and attended from the given rows only: the output rows equal those rows of the
+    full output. The pretrainer's last block uses it, because its heads read only [CLS] and
+    the masked positions.
     """
 
     def __init__(self, hidden_size: int, num_attention_heads: int,
@@ -45,18 +58,35 @@ class SelfAttention(keras.layers.Layer):
         self.dropout = keras.layers.Dropout(attention_probs_dropout_prob,
                                             dtype=self.dtype_policy, name="dropout")
 
-    def build(self, hidden_shape, input_mask_shape=None):
+    def build(self, hidden_shape, input_mask_shape=None, query_positions_shape=None):
         self.qkv.build(hidden_shape)
         self.output_dense.build(tuple(hidden_shape[:-1]) + (self.hidden_size,))
 
-    def call(self, hidden, input_mask, training=None):
+    def _split_heads(self, x, num_parts):
+        """[batch, len, num_parts * hidden] -> num_parts x [batch, heads, len, head_dim]."""
+        batch, length = ops.shape(x)[0], ops.shape(x)[1]
+        x = ops.reshape(x, (batch, length, num_parts, self.num_attention_heads, self.head_dim))
+        x = ops.transpose(x, (2, 0, 3, 1, 4))
+        # unstack, not x[0], x[1], ...: the gradient of strided slices is one zero-filled
+        # full-size tensor per slice, summed; unstack's gradient is one stack.
+        return ops.unstack(x, num_parts, axis=0)
+
+    def _project(self, hidden, query_positions):
+        if query_positions is None:
+            return self._split_heads(self.qkv(hidden), 3)
+        # Keys and values for every position, queries for the requested rows only: the same
+        # kernel columns as the fused projection ([query | key | value]).
+        kernel = ops.cast(self.qkv.kernel, self.compute_dtype)
+        bias = ops.cast(self.qkv.bias, self.compute_dtype)
+        size = self.hidden_size
+        rows = gather_positions(hidden, query_positions)
+        (query,) = self._split_heads(ops.matmul(rows, kernel[:, :size]) + bias[:size], 1)
+        key, value = self._split_heads(ops.matmul(hidden, kernel[:, size:]) + bias[size:], 2)
+        return query, key, value
+
+    def call(self, hidden, input_mask, query_positions=None, training=None):
         batch, seq_len = ops.shape(hidden)[0], ops.shape(hidden)[1]
-        qkv = self.qkv(hidden)
-        qkv = ops.reshape(qkv, (batch, seq_len, 3, self.num_attention_heads, self.head_dim))
-        qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # [3, batch, heads, seq, head_dim]
-        # unstack, not qkv[0..2]: the gradient of three strided slices is three zero-filled
-        # full-size tensors and their sum; unstack's gradient is one stack.
-        query, key, value = ops.unstack(qkv, 3, axis=0)
+        query, key, value = self._project(hidden, query_positions)
         query = query * ops.cast(1.0 / math.sqrt(self.head_dim), query.dtype)
         scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))  # [b, h, q, k]
         scores = ops.cast(scores, "float32")
@@ -64,12 +94,15 @@ class SelfAttention(keras.layers.Layer):
         scores = scores + (1.0 - mask) * _MASK_BIAS
         probs = ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype)
         probs = self.dropout(probs, training=training)
-        context = ops.matmul(probs, value)  # [b, h, seq, head_dim]
+        context = ops.matmul(probs, value)  # [b, h, q, head_dim]
         context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)),
-                              (batch, seq_len, self.hidden_size))
+                              (batch, ops.shape(query)[2], self.hidden_size))
         return self.output_dense(context)
 
-    def compute_output_shape(self, hidden_shape, input_mask_shape=None):
+    def compute_output_shape(self, hidden_shape, input_mask_shape=None,
+                             query_positions_shape=None):
+        if query_positions_shape is not None:
+            return tuple(query_positions_shape) + (self.hidden_size,)
         return tuple(hidden_shape[:-1]) + (self.hidden_size,)
 
     def get_config(self):

@@ -5,6 +5,7 @@ import keras
 from keras import ops
 
 from bert_tf import activations
+from bert_tf.layers.attention import gather_positions
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
@@ -13,7 +14,8 @@ class MaskedLMHead(keras.layers.Layer):
 
     Inputs:
       sequence_output: float [batch, seq_len, hidden_size].
-      masked_lm_positions: int [batch, num_predictions].
+      masked_lm_positions: int [batch, num_predictions], or None when `sequence_output`
+        already holds only the masked rows ([batch, num_predictions, hidden_size]).
     Output: float32 logits [batch, num_predictions, vocab_size].
 
     Gathering before the transform means the [hidden, vocab] matmul runs on the ~15% masked
@@ -49,20 +51,24 @@ class MaskedLMHead(keras.layers.Layer):
         self.output_bias = self.add_weight(name="output_bias", shape=(self.vocab_size,),
                                            initializer="zeros")
 
-    def call(self, sequence_output, masked_lm_positions):
-        positions = ops.cast(masked_lm_positions, "int32")
-        gathered = ops.take_along_axis(sequence_output, ops.expand_dims(positions, -1), axis=1)
+    def call(self, sequence_output, masked_lm_positions=None):
+        gathered = sequence_output
+        if masked_lm_positions is not None:
+            gathered = gather_positions(sequence_output, masked_lm_positions)
         hidden = self.layer_norm(self.transform(gathered))
         table = ops.cast(self.embedding_layer.embeddings, self.compute_dtype)
         logits = ops.matmul(hidden, ops.transpose(table))
         return ops.cast(logits, "float32") + ops.cast(self.output_bias, "float32")
 
-    def compute_output_shape(self, sequence_output_shape, masked_lm_positions_shape):
+    def compute_output_shape(self, sequence_output_shape, masked_lm_positions_shape=None):
+        if masked_lm_positions_shape is None:
+            return tuple(sequence_output_shape[:-1]) + (self.vocab_size,)
         return tuple(masked_lm_positions_shape) + (self.vocab_size,)
 
-    def compute_output_spec(self, sequence_output, masked_lm_positions):
-        return keras.KerasTensor(tuple(masked_lm_positions.shape) + (self.vocab_size,),
-                                 dtype="float32")
+    def compute_output_spec(self, sequence_output, masked_lm_positions=None):
+        shape = (sequence_output.shape[:-1] if masked_lm_positions is None
+                 else masked_lm_positions.shape)
+        return keras.KerasTensor(tuple(shape) + (self.vocab_size,), dtype="float32")
 
     def get_config(self):
         config = super().get_config()

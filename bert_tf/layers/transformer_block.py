@@ -4,7 +4,7 @@ from __future__ import annotations
 import keras
 
 from bert_tf import activations
-from bert_tf.layers.attention import SelfAttention
+from bert_tf.layers.attention import SelfAttention, gather_positions
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
@@ -12,8 +12,11 @@ class TransformerBlock(keras.layers.Layer):
     """attention -> dropout -> +residual -> LayerNorm -> dense+act -> dense -> dropout ->
     +residual -> LayerNorm.
 
-    Inputs: hidden float [batch, seq_len, hidden_size]; input_mask int [batch, seq_len].
-    Output: float [batch, seq_len, hidden_size].
+    Inputs: hidden float [batch, seq_len, hidden_size]; input_mask int [batch, seq_len];
+    optional query_positions int [batch, num_queries].
+    Output: float [batch, seq_len, hidden_size], or [batch, num_queries, hidden_size] with
+    `query_positions`: those rows of the full output, computed without the other rows'
+    attention queries, feed-forward and LayerNorms (see `SelfAttention`).
     LayerNorm statistics are computed in float32 (Keras does so for float16/bfloat16 inputs).
     """
 
@@ -50,22 +53,28 @@ class TransformerBlock(keras.layers.Layer):
         self.output_layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_eps, dtype=policy, name="output_layer_norm")
 
-    def build(self, hidden_shape, input_mask_shape=None):
+    def build(self, hidden_shape, input_mask_shape=None, query_positions_shape=None):
         self.attention.build(hidden_shape, input_mask_shape)
         self.attention_layer_norm.build(hidden_shape)
         self.intermediate.build(hidden_shape)
         self.output_dense.build(tuple(hidden_shape[:-1]) + (self.intermediate_size,))
         self.output_layer_norm.build(hidden_shape)
 
-    def call(self, hidden, input_mask, training=None):
-        attended = self.attention(hidden, input_mask, training=training)
+    def call(self, hidden, input_mask, query_positions=None, training=None):
+        attended = self.attention(hidden, input_mask, query_positions=query_positions,
+                                  training=training)
         attended = self.attention_dropout(attended, training=training)
+        if query_positions is not None:
+            hidden = gather_positions(hidden, query_positions)
         hidden = self.attention_layer_norm(hidden + attended)
         expanded = self.output_dense(self.intermediate(hidden))
         expanded = self.output_dropout(expanded, training=training)
         return self.output_layer_norm(hidden + expanded)
 
-    def compute_output_shape(self, hidden_shape, input_mask_shape=None):
+    def compute_output_shape(self, hidden_shape, input_mask_shape=None,
+                             query_positions_shape=None):
+        if query_positions_shape is not None:
+            return tuple(query_positions_shape) + (self.hidden_size,)
         return hidden_shape
 
     def get_config(self):

@@ -69,10 +69,7 @@ class BertEncoder(keras.Model):
 
         # === Functional model ===
         inputs = encoder_inputs()
-        words = self.word_embeddings(inputs["input_ids"])
-        hidden = words + self.position_embeddings(words) + \
-            self.segment_embeddings(inputs["segment_ids"])
-        hidden = self.embeddings_dropout(self.embeddings_layer_norm(hidden))
+        hidden = self.embed(inputs)
         encoder_outputs = []
         for block in self.transformer_layers:
             hidden = block(hidden, inputs["input_mask"])
@@ -85,6 +82,15 @@ class BertEncoder(keras.Model):
 
         # === Config ===
         self.bert_config = config
+
+    def embed(self, inputs: dict) -> keras.KerasTensor:
+        """Word + position + segment embeddings, LayerNorm and dropout: the first block's
+        input, float [batch, seq_len, hidden_size]. Task models that wire the blocks
+        themselves (`BertPretrainer`) start from here."""
+        words = self.word_embeddings(inputs["input_ids"])
+        hidden = words + self.position_embeddings(words) + \
+            self.segment_embeddings(inputs["segment_ids"])
+        return self.embeddings_dropout(self.embeddings_layer_norm(hidden))
 
     @classmethod
     def from_bert_config(cls, config: BertConfig, **kwargs) -> "BertEncoder":
