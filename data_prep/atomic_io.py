@@ -2,8 +2,8 @@
 
 Everything bert_tf and data_prep write as a final file goes through `atomic_path`: the data
 goes to `<path>.tmp-<host>-<pid>-<random>` and is renamed over `path` only when complete
-(unique even when workers on several hosts share a file system, as under Apache Beam). A killed process
-leaves at most the `.tmp-*` file; the files get the usual umask permissions.
+(unique even when workers on several hosts share a file system, as under Apache Beam). A
+killed process leaves at most the `.tmp-*` file; the files get the usual umask permissions.
 """
 from __future__ import annotations
 

@@ -23,23 +23,27 @@ Deviations from the original, on purpose:
     the original's rules do. See data_prep/sentences.py.
   * Tokenization is data_prep.tokenization (same ids as the original): by default its
     table-driven FullTokenizer, which on CPU is ~7x faster than a char-by-char restatement of
-    the original's rules and also beats the in-graph tensorflow-text one (--tokenizer=tf_text).
+    the original's rules and also beats the in-graph tensorflow-text one (--tokenizer=tf_text),
+    run over whole batches of lines with a memo per distinct whitespace token
+    (data_prep/line_tokenizer.py: the same ids, ~1.3x less CPU from cold, ~2.5x once warm).
 
-Speed: the instances themselves cost ~20 us each in Python, most of it the ~125 random draws
-of the candidate shuffle that reproducing the original's draws requires
-(benchmarks/bench_create_pretraining_data.py).
+Speed (CPU time per instance, benchmarks/bench_create_pretraining_data.py): the draw-exact
+instances cost ~20 us each in Python, most of it the ~125 random draws of the candidate
+shuffle that reproducing the original's draws requires; the rest of a shard costs ~12 us
+(tokenizing ~3, building the padded arrays from the instance objects ~3, tf.train.Example
+bytes ~2.5, all in numpy: data_prep/tfrecords.py encode_examples, TFRecord writing ~1.5).
 
 --rng=vectorized (opt-in; default --rng=original) builds the instances with numpy instead
 (data_prep/instances_vectorized.py): the same rules and probabilities (target lengths, chunking,
 split point, 50% random next with unused segments given back, truncation, 15% masking with
 80/10/10, whole words, final shuffle), but not the original's random stream, so not its bytes.
-Instances then cost ~3 us each instead of ~24 us (end to end ~2.5x faster: tokenizing and
-Example encoding remain). Shard k draws from PCG64 seeded with random_seed + k, so this output
-too is byte-identical for any num_workers; the mode is part of each shard's fingerprint, so a
-resumed run never mixes modes.
+Instances then cost ~2.5 us each instead of ~20 us, and a whole shard ~10 us an instance
+instead of ~35 us (tokenizing, Example encoding and writing remain). Shard k draws from PCG64
+seeded with random_seed + k, so this output too is byte-identical for any num_workers; the
+mode is part of each shard's fingerprint, so a resumed run never mixes modes.
 
-Each shard is written to `<shard>.tmp-<pid>` and renamed when complete; its manifest
-`<shard>.manifest.json` (counts + a fingerprint of everything that determines the bytes) is
+Each shard is written to `<shard>.tmp-<host>-<pid>-<random>` and renamed when complete; its
+manifest `<shard>.manifest.json` (counts + a fingerprint of everything that determines the bytes) is
 written just before the rename. A rerun skips shards whose file and matching manifest exist.
 A summary (documents, instances, tokens, masked fraction and 80/10/10 split, NSP balance,
 short-target rate) is logged and written as JSON beside the shards.
@@ -49,6 +53,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -160,10 +165,9 @@ def batch_tokenizer(name: str, vocab_file: str,
     if key not in _TOKENIZE_FNS:
         from data_prep import tokenization
         if name == "python":
-            full = tokenization.FullTokenizer(vocab_file, do_lower_case)
-
-            def tokenize(texts, full=full):
-                return [full.convert_tokens_to_ids(full.tokenize(t)) for t in texts]
+            from data_prep import line_tokenizer
+            tokenize = line_tokenizer.LineTokenizer(
+                tokenization.FullTokenizer(vocab_file, do_lower_case))
         elif name == "tf_text":
             tokenize = functools.partial(
                 tokenization.BertTextTokenizer(vocab_file, do_lower_case).batch_tokenize,
@@ -188,30 +192,23 @@ def read_documents(paths: Sequence[str], batch_tokenize: Callable[[list[str]], l
         with open(path, "rb") as f:
             data = f.read()
         text = sentences.decode_text(data, path)
-        documents.append([])  # a new file starts a new document
-        lines: list[str] = []
-        owners: list[int] = []  # the document of each line
-        breaks = 0
-        pending_break = False
-        for raw in text.split("\n"):
-            line = raw.strip()
-            if not line:
-                pending_break = bool(lines)  # only a blank line between text lines counts
-                continue
-            if pending_break:
-                documents.append([])
-                breaks += 1
-                pending_break = False
-            lines.append(line)
-            owners.append(len(documents) - 1)
+        # Runs of non-blank lines; the first starts the file's first document (a new file
+        # starts a new document), each later one a new document.
+        runs = [list(run) for nonblank, run in
+                itertools.groupby([raw.strip() for raw in text.split("\n")], key=bool)
+                if nonblank]
+        lines = list(itertools.chain.from_iterable(runs))
+        token_ids: list = []
         for start in range(0, len(lines), _TOKENIZE_BATCH):
-            batch = batch_tokenize(lines[start:start + _TOKENIZE_BATCH])
-            for owner, ids in zip(owners[start:start + _TOKENIZE_BATCH], batch):
-                if len(ids):
-                    documents[owner].append(list(ids))
+            token_ids.extend(batch_tokenize(lines[start:start + _TOKENIZE_BATCH]))
+        position = 0
+        for run in runs:
+            documents.append([ids if type(ids) is list else list(ids)
+                              for ids in token_ids[position:position + len(run)] if len(ids)])
+            position += len(run)
         if not lines:
             logging.warning("%s: no text (empty file)", path)
-        elif breaks == 0 and len(lines) > 1:
+        elif len(runs) == 1 and len(lines) > 1:
             logging.warning("%s: no blank line between documents, so the whole file is one "
                             "document of %d lines (the input format is one sentence per line "
                             "and a blank line after each document)", path, len(lines))
@@ -245,14 +242,42 @@ def _batch_stats(arrays: dict, target_seq_lengths: np.ndarray, vocab: inst.Vocab
         stats[key] = stats.get(key, 0) + value
 
 
+_ALLOCATOR_TUNED: list = []
+
+
+def keep_freed_memory() -> None:
+    """Has glibc's malloc keep freed memory for reuse instead of returning it (once/process).
+
+    A shard's batches allocate and free the same multi-MB numpy temporaries again and again.
+    By default glibc serves them with mmap, or trims the heap top after they are freed, so the
+    next batch page-faults the memory back in: measured ~1-2 faults and 2-4 us per instance
+    on this 2-core VM, as much as encoding takes. With these two settings (allocations below
+    32 MB come from the heap; up to 64 MB of free heap top is kept) the faults are gone; the
+    process keeps its peak heap instead of shrinking. Only glibc; elsewhere a no-op.
+    """
+    if _ALLOCATOR_TUNED:
+        return
+    _ALLOCATOR_TUNED.append(True)
+    try:
+        import ctypes
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 32 << 20)
+    mallopt(m_trim_threshold, 64 << 20)
+
+
 def process_shard(job: ShardJob) -> dict:
     """Builds one shard (atomically) and returns its manifest: counts + fingerprint."""
     from data_prep import tfrecords
+    keep_freed_memory()
     settings, options = job.settings, job.settings.options
     start = time.time()
+    cpu_start = time.process_time()
     vocab = load_vocab_ids(settings.vocab_file)
     stats: dict = {}
-    timings: dict = {}  # seconds per stage, for the manifest
+    timings: dict = {}  # wall seconds per stage, and the shard's CPU seconds, for the manifest
     tokenize = batch_tokenizer(settings.tokenizer, settings.vocab_file, settings.do_lower_case)
     documents = read_documents(job.input_files, tokenize, stats)
     timings["read_tokenize"] = time.time() - start
@@ -314,6 +339,7 @@ def process_shard(job: ShardJob) -> dict:
     def before_commit():
         timings["write"] = time.time() - write_start
         timings["total"] = time.time() - start
+        timings["cpu"] = time.process_time() - cpu_start  # (this process: one shard at a time)
         for key in timings:
             timings[key] = round(timings[key], 3)
         _write_json(manifest_path(job.output_file), manifest)
@@ -406,6 +432,15 @@ def validate(settings: Settings, num_workers: int) -> None:
             int(round(options.max_seq_length * options.masked_lm_prob)), options.max_seq_length)
 
 
+def plan_jobs(input_files: Sequence[str], output_files: Sequence[str],
+              settings: Settings) -> list[ShardJob]:
+    """One ShardJob per output file (contiguous input groups, seeds and fingerprints): the work
+    list of any runner, local or distributed (data_prep/beam_pipeline.py)."""
+    groups = group_inputs(list(input_files), len(output_files))
+    return [ShardJob(k, group, out, _fingerprint(settings, k, len(groups), group), settings)
+            for k, (group, out) in enumerate(zip(groups, output_files))]
+
+
 def create_pretraining_data(input_files: Sequence[str], output_files: Sequence[str],
                             settings: Settings, num_workers: int = 1,
                             summary_file: str | None = None) -> dict:
@@ -416,9 +451,7 @@ def create_pretraining_data(input_files: Sequence[str], output_files: Sequence[s
     Returns the summary dict (also written to summary_file when given).
     """
     validate(settings, num_workers)
-    groups = group_inputs(list(input_files), len(output_files))
-    jobs = [ShardJob(k, group, out, _fingerprint(settings, k, len(groups), group), settings)
-            for k, (group, out) in enumerate(zip(groups, output_files))]
+    jobs = plan_jobs(input_files, output_files, settings)
     for out in output_files:
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     manifests = {}
@@ -568,25 +601,34 @@ def resolve_outputs(output_file: str | None, output_dir: str | None, num_shards:
     return files, os.path.join(output_dir, SUMMARY_NAME)
 
 
+def from_flags(values: flags.FlagValues) -> tuple[list[str], list[str], str, Settings]:
+    """(input files, shard files, summary file, settings) from parsed define_flags() values.
+
+    Raises ValueError naming the flag. Shared with data_prep/beam_pipeline.py.
+    """
+    for name in ("input_file", "vocab_file"):
+        if not values[name].value:
+            raise ValueError(f"--{name} is required")
+    input_files = sentences.expand_input_patterns(values.input_file, "input_file")
+    output_files, summary_file = resolve_outputs(values.output_file, values.output_dir,
+                                                 values.num_shards, len(input_files),
+                                                 values.gzip)
+    options = inst.InstanceOptions(
+        max_seq_length=values.max_seq_length, short_seq_prob=values.short_seq_prob,
+        masked_lm_prob=values.masked_lm_prob,
+        max_predictions_per_seq=values.max_predictions_per_seq,
+        do_whole_word_mask=values.do_whole_word_mask,
+        wwm_mask_decision=values.wwm_mask_decision)
+    settings = Settings(values.vocab_file, values.do_lower_case, options, values.dupe_factor,
+                        values.random_seed, values.gzip, values.tokenizer, values.rng)
+    return input_files, output_files, summary_file, settings
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    for name in ("input_file", "vocab_file"):
-        if not FLAGS[name].value:
-            raise app.UsageError(f"--{name} is required")
     try:
-        input_files = sentences.expand_input_patterns(FLAGS.input_file, "input_file")
-        output_files, summary_file = resolve_outputs(FLAGS.output_file, FLAGS.output_dir,
-                                                     FLAGS.num_shards, len(input_files),
-                                                     FLAGS.gzip)
-        options = inst.InstanceOptions(
-            max_seq_length=FLAGS.max_seq_length, short_seq_prob=FLAGS.short_seq_prob,
-            masked_lm_prob=FLAGS.masked_lm_prob,
-            max_predictions_per_seq=FLAGS.max_predictions_per_seq,
-            do_whole_word_mask=FLAGS.do_whole_word_mask,
-            wwm_mask_decision=FLAGS.wwm_mask_decision)
-        settings = Settings(FLAGS.vocab_file, FLAGS.do_lower_case, options, FLAGS.dupe_factor,
-                            FLAGS.random_seed, FLAGS.gzip, FLAGS.tokenizer, FLAGS.rng)
+        input_files, output_files, summary_file, settings = from_flags(FLAGS)
         summary = create_pretraining_data(input_files, output_files, settings,
                                           FLAGS.num_workers, summary_file)
     except ValueError as e:

@@ -1,0 +1,102 @@
+"""FullTokenizer ids for many lines at once: the same ids for less CPU time.
+
+data_prep.tokenization.FullTokenizer tokenizes one text at a time: clean, lower-case, NFD and
+drop accents, isolate punctuation, split, WordPiece (memoised per word), then one dict lookup
+per piece for its id. `LineTokenizer` gives the same ids for a batch of lines with most of
+that work done once per distinct token instead of once per occurrence:
+
+  1. the lines are joined with "\\n" and cleaned by one `str.translate` (tokenization's own
+     table, except that "\\n" is kept as the line separator instead of becoming a space);
+  2. each line is split on whitespace, and each whitespace-separated token is looked up in a
+     memo: token -> tuple of ids, filled on first sight by FullTokenizer's BasicTokenizer
+     (words) and its WordPiece step (pieces; memoised per word too).
+
+Why this is the same: the original BERT tokenizer itself lower-cases, strips accents and
+splits punctuation per whitespace-separated token of the cleaned text, and FullTokenizer's
+whole-text versions of those steps equal the per-token ones (see BasicTokenizer); a cleaned
+token is unchanged by cleaning it again. "\\n" is, like a space, a starter that is neither
+cased nor case-ignorable, so it bounds lower-casing contexts (final sigma) and NFD exactly as
+the ends of separate lines do. Tested against FullTokenizer on the shipped corpus and on messy
+multilingual text (tests/data_prep/test_line_tokenizer.py).
+
+Speed on the 1.4 MB shipped corpus (twice): ~1.3x less CPU than FullTokenizer line by line
+from an empty memo (most of it is then WordPiece and the first sight of ~31k distinct tokens),
+~2.5x once the memo is warm (later shards of a worker).
+"""
+from __future__ import annotations
+
+from itertools import chain
+from typing import Sequence
+
+from data_prep import tokenization
+
+
+class _CleanKeepingNewline(dict):
+    """tokenization's cleaning table (lazy, per code point), with "\\n" kept as it is."""
+
+    def __missing__(self, cp: int):
+        value = cp if cp == 10 else tokenization._CLEAN[cp]
+        self[cp] = value
+        return value
+
+
+_CLEAN_KEEP_NEWLINE = _CleanKeepingNewline()
+
+
+class _WordIds(dict):
+    """Memo: word (after BasicTokenizer) -> tuple of its WordPiece ids."""
+
+    def __init__(self, full: tokenization.FullTokenizer, limit: int):
+        super().__init__()
+        self._full = full
+        self._limit = limit
+
+    def __missing__(self, word: str) -> tuple[int, ...]:
+        full = self._full
+        ids = tuple(full.convert_tokens_to_ids(full._wordpiece(word)))
+        if len(self) < self._limit:
+            self[word] = ids
+        return ids
+
+
+class _TokenIds(dict):
+    """Memo: whitespace token of cleaned text -> tuple of its ids."""
+
+    def __init__(self, full: tokenization.FullTokenizer, limit: int):
+        super().__init__()
+        self._basic = full.basic_tokenizer.tokenize
+        self._lower = full.basic_tokenizer.do_lower_case
+        self._words = _WordIds(full, limit)
+        self._limit = limit
+
+    def __missing__(self, token: str) -> tuple[int, ...]:
+        if token.isascii() and token.isalnum():  # most tokens: BasicTokenizer's only change
+            ids = self._words[token.lower() if self._lower else token]  # is the case
+        else:
+            ids = tuple(chain.from_iterable(map(self._words.__getitem__, self._basic(token))))
+        if len(self) < self._limit:
+            self[token] = ids
+        return ids
+
+
+class LineTokenizer:
+    """texts -> token ids, equal to FullTokenizer's convert_tokens_to_ids(tokenize(text)).
+
+    Memory: the memos hold up to `cache_limit` distinct tokens and words each (past that, new
+    ones are computed each time, still correctly).
+    """
+
+    def __init__(self, full: tokenization.FullTokenizer, cache_limit: int = 1 << 20):
+        self.full = full
+        self._ids = _TokenIds(full, cache_limit)
+
+    def __call__(self, texts: Sequence[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        get = self._ids.__getitem__
+        joined = "\n".join(texts)
+        if joined.count("\n") != len(texts) - 1:  # a text holds "\n": one at a time
+            return [list(chain.from_iterable(map(get, t.translate(tokenization._CLEAN).split())))
+                    for t in texts]
+        return [list(chain.from_iterable(map(get, line.split())))
+                for line in joined.translate(_CLEAN_KEEP_NEWLINE).split("\n")]
