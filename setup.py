@@ -27,6 +27,11 @@ setup(
         # (PyTorch + transformers for the optional HF peer are left out: a plain `torch`
         # requirement pulls a multi-GB CUDA build; see benchmarks/README.md.)
         "bench": ["keras-hub==0.32.0", "tokenizers"],
+        # Runs data_prep.create_pretraining_data's shards on a Beam runner (DirectRunner, Flink,
+        # Spark, Dataflow): data_prep/beam_pipeline.py. >=2.73: the first releases that take
+        # TF 2.21's protobuf 6 and current grpcio; tested with 2.77.0. Beam caps protobuf <7,
+        # pyarrow <26 and pillow <13, so installing it may downgrade those (see README.md).
+        "beam": ["apache-beam>=2.73"],
     },
     entry_points={
         "console_scripts": [
@@ -37,6 +42,7 @@ setup(
             "bert-squad=bert_tf.run_squad:run",
             "bert-export=bert_tf.export_savedmodel:run",
             "bert-prep=data_prep.create_pretraining_data:run",
+            "bert-prep-beam=data_prep.beam_pipeline:run",
             "bert-vocab=data_prep.build_vocab:run",
             "bert-demo=bert_tf.main_job:run",
         ],
