@@ -78,6 +78,12 @@ def test_accumulation_counts_optimizer_steps(shards, tmp_path):
         _run(_task(shards, batch=6), tmp_path / "bad", 10, num_accumulation_steps=4)
 
 
+def test_pretraining_task_builds_the_requested_last_layer(shards):
+    for full in (False, True):
+        task = PretrainingTask(CONFIG, shards, 8, 32, 5, full_last_layer=full)
+        assert task.build_model("float32").full_last_layer is full
+
+
 @pytest.mark.parametrize("dtype, jit", [("mixed_float16", False), ("mixed_bfloat16", True)])
 def test_mixed_precision_and_xla_train(shards, tmp_path, dtype, jit):
     result = _run(_task(shards), tmp_path, 20, dtype=dtype, jit_compile=jit)
