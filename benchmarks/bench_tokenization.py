@@ -2,16 +2,25 @@
 
     python benchmarks/bench_tokenization.py [--batch_size=4096] [--repeats=7]
 
-Two inputs: the shipped corpus lines (English, all ASCII: the fast route) and
-a "messy" set (the corpus lines with multilingual text, accents, emoji,
-control and zero-width characters mixed in: the general route). Before timing,
-our ids are checked equal to the reference implementation of the original
-rules (tests/data_prep/reference_tokenizer.py) on every benchmarked sentence.
+Three inputs: the shipped corpus lines (English, ASCII); a "messy" set (each
+corpus line with one of ten multilingual snippets appended: accents, German,
+Greek capitals with final sigma, CJK, kana, Hangul, emoji with ZWJ, control,
+zero-width and no-break space characters); and "messy + Thai" (the messy lines
+with a 90-character Thai sentence appended: no spaces, so one word of over 200
+bytes per line, which BertTextTokenizer's fast route has to measure in
+characters). The share of lines on BertTextTokenizer's fast route is printed
+for each. Before timing, our ids are checked equal to the reference
+implementation of the original rules (tests/data_prep/reference_tokenizer.py)
+on every benchmarked sentence.
 
 Rows:
   tf graph       BertTextTokenizer.tokenize on pre-built string tensors
                  (what a tf.data pipeline or SavedModel sees), one call at a
                  time, or from one Python thread per core;
+  tf graph, general route forced  the same, but every line through the
+                 general route, which only lines with characters the fast
+                 route cannot take exactly use (invalid UTF-8, a few that NFD
+                 reorders, punctuation newer than Python's Unicode tables);
   tf batch_tokenize  Python list in, Python lists out (threads by default);
   python FullTokenizer  pure Python, memoised;
   hf tokenizers  BertWordPieceTokenizer.encode_batch (Rust, all cores), ids read;
@@ -25,6 +34,7 @@ import argparse
 import concurrent.futures
 import glob
 import os
+import statistics
 import sys
 import time
 
@@ -55,8 +65,15 @@ def messy(lines: list[str]) -> list[str]:
     return [f"{line} {MESS[i % len(MESS)]}" for i, line in enumerate(lines)]
 
 
-def best_rates(fns: dict, n: int, repeats: int) -> dict:
-    """name -> (sentences per wall second, per CPU second), best of `repeats`.
+THAI = "ภาษาไทยเป็นภาษาที่ไม่มีการเว้นวรรคระหว่างคำซึ่งทำให้การตัดคำเป็นเรื่องยากสำหรับคอมพิวเตอร์"
+
+
+def with_thai(lines: list[str]) -> list[str]:
+    return [f"{line} {THAI}" for line in messy(lines)]
+
+
+def median_rates(fns: dict, n: int, repeats: int) -> dict:
+    """name -> (sentences per wall second, per CPU second), medians of `repeats`.
 
     Runs are interleaved round-robin after a warm-up, so load from other
     processes on a shared machine hits every tokenizer alike. CPU time is
@@ -65,15 +82,16 @@ def best_rates(fns: dict, n: int, repeats: int) -> dict:
     """
     for fn in fns.values():
         fn()
-    wall = {name: float("inf") for name in fns}
-    cpu = dict(wall)
+    wall: dict = {name: [] for name in fns}
+    cpu: dict = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             start, start_cpu = time.perf_counter(), time.process_time()
             fn()
-            wall[name] = min(wall[name], time.perf_counter() - start)
-            cpu[name] = min(cpu[name], time.process_time() - start_cpu)
-    return {name: (n / wall[name], n / cpu[name]) for name in fns}
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return {name: (n / statistics.median(wall[name]), n / statistics.median(cpu[name]))
+            for name in fns}
 
 
 def runners(lines: list[str], batch_size: int):
@@ -82,14 +100,25 @@ def runners(lines: list[str], batch_size: int):
     tensors = [tf.constant(lines[i:i + batch_size]) for i in range(0, len(lines), batch_size)]
     full = tokenization.FullTokenizer(VOCAB, do_lower_case=True)
     pool = concurrent.futures.ThreadPoolExecutor(os.cpu_count())
+    general = tf.function(lambda s: bert._general_ids(s), autograph=False,
+                          input_signature=[tf.TensorSpec([None], tf.string)])
+
+    def general_lists():
+        out = []
+        for values, splits in map(general, tensors):
+            values, splits = values.numpy().tolist(), splits.numpy().tolist()
+            out += [values[a:b] for a, b in zip(splits[:-1], splits[1:])]
+        return out
     out = {
         "tf graph (tensors)": lambda: [bert.tokenize(t) for t in tensors],
+        "tf graph, general route forced": lambda: [general(t) for t in tensors],
         "tf graph (tensors, threads)": lambda: list(pool.map(bert.tokenize, tensors)),
         "tf batch_tokenize (lists)": lambda: bert.batch_tokenize(lines, batch_size),
         "python FullTokenizer": lambda: [
             full.convert_tokens_to_ids(full.tokenize(s)) for s in lines],
     }
     checks = {"tf batch_tokenize (lists)": out["tf batch_tokenize (lists)"],
+              "tf general route forced": general_lists,
               "python FullTokenizer": out["python FullTokenizer"]}
     try:
         from tokenizers import BertWordPieceTokenizer
@@ -104,13 +133,19 @@ def runners(lines: list[str], batch_size: int):
         out["hf BertTokenizerFast"] = lambda: hft(lines, add_special_tokens=False)["input_ids"]
     except ImportError:
         print("(transformers not installed: row skipped)")
-    return out, checks
+    return out, checks, bert
 
 
 def bench(title: str, lines: list[str], batch_size: int, repeats: int) -> None:
     print(f"\n== {title}: {len(lines)} sentences, "
           f"{sum(map(len, lines)) / len(lines):.0f} chars on average ==")
-    fns, checks = runners(lines, batch_size)
+    fns, checks, bert = runners(lines, batch_size)
+    fast = 0
+    for i in range(0, len(lines), batch_size):
+        strings = tf.constant(lines[i:i + batch_size])
+        fast += int(tf.reduce_sum(tf.cast(
+            bert._second_chance(strings, bert._is_fast(strings))[1], tf.int32)))
+    print(f"on BertTextTokenizer's fast route: {fast}/{len(lines)} sentences")
     reference = ref.ReferenceTokenizer(VOCAB, do_lower_case=True)
     expected = [reference.ids(s) for s in lines]
     for name, fn in checks.items():
@@ -121,14 +156,14 @@ def bench(title: str, lines: list[str], batch_size: int, repeats: int) -> None:
     if "hf tokenizers" in fns:
         same = sum(a == b for a, b in zip(fns["hf tokenizers"](), expected))
         print(f"(hf tokenizers agrees with the reference on {same}/{len(lines)})")
-    rates = best_rates(fns, len(lines), repeats)
+    rates = median_rates(fns, len(lines), repeats)
     peer = rates.get("hf tokenizers", (None, None))
-    print(f"{'tokenizer':30s} {'sentences/s':>12s} {'vs hf':>8s} "
+    print(f"{'tokenizer':32s} {'sentences/s':>12s} {'vs hf':>8s} "
           f"{'per CPU-s':>12s} {'vs hf':>8s}")
     for name, (rate, cpu_rate) in rates.items():
         ratios = [f"{r / p:7.2f}x" if p else "       -"
                   for r, p in ((rate, peer[0]), (cpu_rate, peer[1]))]
-        print(f"{name:30s} {rate:12,.0f} {ratios[0]} {cpu_rate:12,.0f} {ratios[1]}")
+        print(f"{name:32s} {rate:12,.0f} {ratios[0]} {cpu_rate:12,.0f} {ratios[1]}")
 
 
 def main() -> None:
@@ -140,6 +175,7 @@ def main() -> None:
     lines = corpus_lines()
     bench("corpus (ASCII English)", lines, args.batch_size, args.repeats)
     bench("messy multilingual", messy(lines), args.batch_size, args.repeats)
+    bench("messy + Thai", with_thai(lines), args.batch_size, args.repeats)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Usable eagerly, in `tf.function`, `tf.data` and SavedModels (the vocab is an asset). See
 `data_prep.tokenization` for the rules and for why tensorflow-text's own normaliser is not
-used on non-ASCII text; `data_prep.char_tables` holds the per-code-point tables.
+used; `data_prep.char_tables` holds the per-code-point tables, and builds the replacement
+normaliser model that the fast route gives tensorflow-text's `FastBertTokenizer`.
 """
 from __future__ import annotations
 
@@ -13,19 +14,18 @@ import os
 import unicodedata
 from typing import Sequence
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from data_prep.char_tables import (BLOCK_BITS, F_CASE_IGNORABLE, F_CASED, F_CJK, F_DELETE,
-                                   F_MN, F_PUNCT, F_REORDER, F_SPACE, LOW_SIZE, MAP_SHIFT,
-                                   char_tables)
+from data_prep.char_tables import (ALONE, BLOCK_BITS, F_CASE_IGNORABLE, F_CASED, F_CJK,
+                                   F_DELETE, F_MN, F_PUNCT, F_REORDER, F_SPACE,
+                                   FINAL_SIGMA_REWRITE, LOW_SIZE, MAP_SHIFT, SPACE, WORD,
+                                   FastRoute, char_tables, fast_route)
 from data_prep.tokenization import (CAPITAL_SIGMA, FINAL_SIGMA, MAX_CHARS_PER_WORD,
                                     RESERVED_TOKENS, SMALL_SIGMA, SUFFIX, UNK, is_cjk,
                                     is_deleted, is_punctuation, is_whitespace, load_vocab,
                                     validate_vocab)
-
-# ASCII characters that cleaning deletes (Cc except TAB, LF, CR).
-_ASCII_DELETED = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]"
 
 
 def _row_ids(splits: tf.Tensor) -> tf.Tensor:
@@ -66,8 +66,8 @@ def _inert_punctuation() -> tuple[str, ...]:
     """Non-ASCII punctuation that no rule changes and that is its own word.
 
     Not deleted, not whitespace, not CJK, combining class 0, and unchanged
-    by lower-casing and NFD (e.g. “ ” ‘ ’ – — … « »): text made of ASCII plus
-    these needs no normalisation beyond ASCII's.
+    by lower-casing and NFD (e.g. “ ” ‘ ’ – — … « »). The fast route once
+    took only ASCII plus these; the tests still use them as typical text.
     """
     out = []
     for cp in range(0x80, 0x110000):
@@ -81,36 +81,50 @@ def _inert_punctuation() -> tuple[str, ...]:
     return tuple(out)
 
 
-def _char_class(chars: Sequence[str]) -> str:
-    """RE2 character class body for sorted `chars`, as ranges."""
-    cps = sorted(ord(c) for c in chars)
-    parts, i = [], 0
-    while i < len(cps):
-        j = i
-        while j + 1 < len(cps) and cps[j + 1] == cps[j] + 1:
-            j += 1
-        parts.append(f"\\x{{{cps[i]:x}}}" + (
-            f"-\\x{{{cps[j]:x}}}" if j > i else ""))
-        i = j + 1
-    return "".join(parts)
+@functools.lru_cache(maxsize=None)
+def _pretokenizer_classes() -> np.ndarray:
+    """int8 [0x110000]: how tensorflow-text's WordPiece pre-tokenizer classes
+    each code point: WORD, ALONE (split off: punctuation, CJK) or SPACE.
 
-
-def _fast_route_pattern(fast: tf_text.FastBertTokenizer) -> str:
-    """RE2 pattern matching the strings the fast route handles exactly.
-
-    ASCII plus the inert punctuation that the `fast` tokenizer's own
-    pre-tokenizer also splits off as single characters; the latter is
-    checked by running it on "a<c>a" for every candidate c.
+    Measured (it follows the ICU version tf-text was built with): with the
+    vocab {a, ##a}, "a<c>a" gives [a, a] if c is a space, [a, UNK, a] if c
+    stands alone and [UNK] (one unknown word) otherwise.
     """
-    chars = _inert_punctuation()
-    probes = tf.constant([f"a{c}a" for c in chars])
-    _, starts, ends = fast.tokenize_with_offsets(probes)
-    ok = []
-    for ch, s, e in zip(chars, starts.to_list(), ends.to_list()):
-        n = len(ch.encode())
-        if s == [0, 1, 1 + n] and e == [1, 1 + n, 2 + n]:
-            ok.append(ch)
-    return f"[\\x00-\\x7f{_char_class(ok)}]*"
+    probe = tf_text.FastWordpieceTokenizer(
+        vocab=list(RESERVED_TOKENS) + ["a", SUFFIX + "a"], suffix_indicator=SUFFIX,
+        unknown_token=UNK, token_out_type=tf.int32, support_detokenization=False)
+    cps = np.arange(0x110000, dtype=np.int32)
+    cps = cps[(cps < 0xD800) | (cps > 0xDFFF)]
+    a = ord("a")
+    triples = np.stack([np.full_like(cps, a), cps, np.full_like(cps, a)], 1)
+    ids = probe.tokenize(tf.strings.unicode_encode(
+        tf.RaggedTensor.from_uniform_row_length(triples.reshape(-1), 3), "UTF-8"))
+    lens = ids.row_lengths().numpy()
+    got = np.full((len(cps), 3), -1, np.int64)
+    short = lens <= 3
+    rows = np.flatnonzero(short)
+    for k in range(3):
+        has = rows[lens[short] > k]
+        got[has, k] = ids.values.numpy()[ids.row_splits.numpy()[has] + k]
+    unk, a_id = RESERVED_TOKENS.index(UNK), len(RESERVED_TOKENS)
+    a_suffix = a_id + 1
+
+    def gave(*expected):
+        return np.all(got == (list(expected) + [-1] * 3)[:3], axis=1)
+
+    classes = np.full(0x110000, -1, np.int8)  # -1: none of the three.
+    classes[cps[gave(unk)]] = WORD
+    classes[cps[gave(a_id, unk, a_id)]] = ALONE
+    classes[cps[gave(a_id, a_id)]] = SPACE
+    if gave(a_id, a_suffix, a_suffix)[a]:
+        classes[a] = WORD  # "aaa" is one word: [a, ##a, ##a].
+    return classes
+
+
+@functools.lru_cache(maxsize=None)
+def _fast_route(do_lower_case: bool) -> FastRoute:
+    """The fast route's normaliser model and patterns (built once, ~1 s)."""
+    return fast_route(do_lower_case, _pretokenizer_classes())
 
 
 _STRINGS = tf.TensorSpec([None], tf.string)
@@ -133,15 +147,22 @@ class BertTextTokenizer(tf.Module):
     SavedModel (the vocab file is tracked as an asset).
 
     Two routes, chosen per string, with identical results:
-    * ASCII strings (also with punctuation such as “ ” – — … that no rule
-      changes): delete ASCII controls, ASCII-lower-case, then
-      tensorflow-text's `FastBertTokenizer` without its own normaliser. On
-      such text its whitespace/punctuation split and its 200-byte word limit
-      are exactly the original's rules (the punctuation is checked against
-      the op at construction).
-    * everything else: per-code-point table lookups do cleaning, CJK,
-      lower-casing (with final sigma), NFD, accent stripping and word
-      splitting; `FastWordpieceTokenizer` then splits the finished words.
+    * fast (nearly all text: accents, CJK, Hangul, emoji, Thai, controls,
+      zero-width characters, long words): tensorflow-text's
+      `FastBertNormalizer` with our model, which maps each code point to
+      what the original makes of it (deleted, space, or lower-cased + NFD +
+      accents stripped), then its `FastWordpieceTokenizer` with its own
+      pre-tokenizer; words over 200 characters are then made [UNK] (the op
+      limits words in bytes). That is exact unless the result depends on
+      context or on tf-text's own definitions. One regex check sends those
+      strings to the general route (see `char_tables.fast_route`): a few
+      characters that NFD reorders, punctuation newer than this Python's
+      Unicode tables, invalid UTF-8, and capital sigma, unless a regex
+      rewrite of the final ones (the context rule of str.lower) lets the
+      string through.
+    * general: per-code-point table lookups do cleaning, CJK, lower-casing
+      (with final sigma), NFD, accent stripping and word splitting;
+      `FastWordpieceTokenizer` then splits the finished words.
 
     Attributes (Python values, not restored by `tf.saved_model.load`):
       vocab_size, pad_id, unk_id, cls_id, sep_id, mask_id, do_lower_case.
@@ -176,13 +197,20 @@ class BertTextTokenizer(tf.Module):
         common = dict(vocab=tokens, suffix_indicator=SUFFIX,
                       token_out_type=tf.int64, unknown_token=UNK,
                       support_detokenization=False)
-        # Fast route: words there are ASCII (inert punctuation is always a
-        # word of its own), so tf-text's byte limit is the original's
-        # 200-character limit.
-        self._fast_tokenizer = tf_text.FastBertTokenizer(
-            max_bytes_per_word=MAX_CHARS_PER_WORD,
-            lower_case_nfd_strip_accents=False, **common)
-        self._fast_pattern = _fast_route_pattern(self._fast_tokenizer)
+        # Fast route: tf-text's normaliser op with our per-code-point
+        # model, then its WordPiece with its own pre-tokenizer, for the
+        # strings that `route.pattern` accepts. Its byte limit lets every
+        # word of up to 200 characters through; `_fast_ids` applies the
+        # 200-character limit, finding words from the "##" pieces.
+        route = _fast_route(do_lower_case)
+        self._fast_normalizer = tf_text.FastBertNormalizer(
+            model_buffer=route.model)
+        self._fast_wordpiece = tf_text.FastWordpieceTokenizer(
+            max_bytes_per_word=4 * MAX_CHARS_PER_WORD, **common)
+        self._is_suffix = tf.constant([t.startswith(SUFFIX) for t in tokens])
+        self._fast_pattern = route.pattern
+        self._final_sigma_pattern = route.final_sigma_pattern
+        self._sigma_pattern = route.sigma_pattern
         # General route: words arrive split and normalised; over-long words
         # are handled here (in characters), so never hit the byte limit.
         self._wordpiece = tf_text.FastWordpieceTokenizer(
@@ -210,14 +238,21 @@ class BertTextTokenizer(tf.Module):
         No [CLS]/[SEP] are added. Invalid UTF-8 bytes are dropped (the
         original decodes bytes with errors="ignore").
         """
-        is_fast = tf.strings.regex_full_match(strings, self._fast_pattern)
+        is_fast = self._is_fast(strings)
+
+        def not_all_fast():
+            texts, fast = self._second_chance(strings, is_fast)
+            return tf.cond(
+                tf.reduce_all(fast),
+                lambda: self._fast_ids(texts),
+                lambda: tf.cond(
+                    tf.reduce_any(fast),
+                    lambda: self._mixed_ids(texts, strings, fast),
+                    lambda: self._general_ids(strings)))
+
         values, splits = tf.cond(
-            tf.reduce_all(is_fast),
-            lambda: self._fast_ids(strings),
-            lambda: tf.cond(
-                tf.reduce_any(is_fast),
-                lambda: self._mixed_ids(strings, is_fast),
-                lambda: self._general_ids(strings)))
+            tf.reduce_all(is_fast), lambda: self._fast_ids(strings),
+            not_all_fast)
         return tf.RaggedTensor.from_row_splits(
             tf.cast(values, self.out_type), splits, validate=False)
 
@@ -319,13 +354,67 @@ class BertTextTokenizer(tf.Module):
     # -- routes -------------------------------------------------------------
 
     def _fast_ids(self, strings: tf.Tensor):
-        """Fast-route strings [B] -> (ids int64 [T], splits int64 [B + 1])."""
-        text = tf.strings.regex_replace(strings, _ASCII_DELETED, "")
-        if self.do_lower_case:
-            # Lower-cases ASCII only: exactly str.lower() on this text.
-            text = tf.strings.lower(text)
-        ids = self._fast_tokenizer.tokenize(text)
-        return ids.values, ids.row_splits
+        """Fast-route strings [B] -> (ids int64 [T], splits int64 [B + 1]).
+
+        tf-text's normaliser (our model) and WordPiece with its own
+        pre-tokenizer. Its word limit, 800 bytes, lets every word of up to
+        200 characters through; words over 200 bytes (rare) are measured in
+        characters and those over 200 become one [UNK], as in the original.
+        """
+        text = self._fast_normalizer.normalize(strings)
+        ids, starts, ends = self._fast_wordpiece.tokenize_with_offsets(text)
+        values, splits = ids.values, ids.row_splits
+        starts, ends = starts.values, ends.values
+
+        def words(v, s, e):
+            """Words of whole rows of tokens: (first token, UTF-8 bytes)."""
+            first = tf.where(tf.logical_not(
+                tf.gather(self._is_suffix, v)))[:, 0]  # Not "##" pieces.
+            last = tf.concat([first, tf.shape(v, out_type=tf.int64)], 0)[1:] - 1
+            return first, tf.gather(e, last) - tf.gather(s, first)
+
+        # Only rows of over 200 bytes can hold a word of over 200 bytes.
+        long_rows = tf.where(
+            tf.strings.length(text) > MAX_CHARS_PER_WORD)[:, 0]
+
+        def any_long_word():
+            tokens = tf.ragged.range(tf.gather(splits, long_rows),
+                                     tf.gather(splits, long_rows + 1)).values
+            _, nbytes = words(*(tf.gather(t, tokens)
+                                for t in (values, starts, ends)))
+            return tf.reduce_any(nbytes > MAX_CHARS_PER_WORD)
+
+        def fix_long_words():
+            word_first, word_bytes = words(values, starts, ends)
+            cand = tf.where(word_bytes > MAX_CHARS_PER_WORD)[:, 0]
+            first = tf.gather(word_first, cand)
+            row = tf.searchsorted(splits, first, side="right",
+                                  out_type=tf.int64) - 1
+            chars = tf.strings.length(tf.strings.substr(
+                tf.gather(text, row), tf.gather(starts, first),
+                tf.gather(word_bytes, cand)), unit="UTF8_CHAR")
+            long_first = tf.boolean_mask(first, chars > MAX_CHARS_PER_WORD)
+            # Each token -> its word; a long word keeps only its first
+            # token, as [UNK].
+            num_tokens = tf.shape(values, out_type=tf.int64)
+            is_first = tf.scatter_nd(word_first[:, None],
+                                     tf.ones_like(word_first, tf.bool),
+                                     num_tokens)
+            word_of = tf.cumsum(tf.cast(is_first, tf.int64)) - 1
+            in_long = tf.gather(tf.scatter_nd(
+                tf.searchsorted(word_first, long_first,
+                                out_type=tf.int64)[:, None],
+                tf.ones_like(long_first, tf.bool),
+                tf.shape(word_first, out_type=tf.int64)), word_of)
+            keep = tf.logical_or(tf.logical_not(in_long), is_first)
+            new_values = tf.where(in_long, tf.cast(self.unk_id, values.dtype),
+                                  values)
+            new_splits, new_values = _compact(keep, splits, new_values)
+            return new_values, new_splits
+
+        has_long = tf.cond(tf.size(long_rows) > 0, any_long_word,
+                           lambda: tf.constant(False))
+        return tf.cond(has_long, fix_long_words, lambda: (values, splits))
 
     def _general_ids(self, strings: tf.Tensor):
         """Any strings [B] -> (ids int64 [T], row splits int64 [B + 1])."""
@@ -338,11 +427,37 @@ class BertTextTokenizer(tf.Module):
             pieces.values, pieces.row_splits, long)
         return values, tf.gather(splits, words["row_splits"])
 
-    def _mixed_ids(self, strings: tf.Tensor, is_fast: tf.Tensor):
-        """Routes each string, then restores the input order."""
+    def _is_fast(self, strings: tf.Tensor) -> tf.Tensor:
+        """bool [B]: the fast route tokenizes strings[i] exactly as it is."""
+        return tf.strings.regex_full_match(strings, self._fast_pattern)
+
+    def _second_chance(self, strings: tf.Tensor, is_fast: tf.Tensor):
+        """Lets strings with capital sigma take the fast route too.
+
+        Returns (texts [B], is_fast [B]): the strings with each capital
+        sigma that lower-casing makes final rewritten as final sigma (in the
+        rows where only capital sigma kept them off the fast route), and
+        which rows the fast route now tokenizes exactly from `texts`.
+        """
+        if self._final_sigma_pattern is None:
+            return strings, is_fast
+        candidates = tf.where(tf.logical_not(is_fast))
+        texts = tf.gather_nd(strings, candidates)
+        sigma_only = tf.strings.regex_full_match(texts, self._sigma_pattern)
+        rows = tf.boolean_mask(candidates, sigma_only)
+        texts = tf.strings.regex_replace(
+            tf.boolean_mask(texts, sigma_only), self._final_sigma_pattern,
+            FINAL_SIGMA_REWRITE)
+        return (tf.tensor_scatter_nd_update(strings, rows, texts),
+                tf.tensor_scatter_nd_update(
+                    is_fast, rows, tf.ones_like(texts, tf.bool)))
+
+    def _mixed_ids(self, texts: tf.Tensor, strings: tf.Tensor,
+                   is_fast: tf.Tensor):
+        """Routes each string (fast: from `texts`), then restores the order."""
         fast_rows = tf.where(is_fast)[:, 0]
         other_rows = tf.where(tf.logical_not(is_fast))[:, 0]
-        a_values, a_splits = self._fast_ids(tf.gather(strings, fast_rows))
+        a_values, a_splits = self._fast_ids(tf.gather(texts, fast_rows))
         o_values, o_splits = self._general_ids(tf.gather(strings, other_rows))
         both = tf.RaggedTensor.from_row_splits(
             tf.concat([a_values, o_values], 0),

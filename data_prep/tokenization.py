@@ -20,12 +20,14 @@ punctuation; greedy longest-match WordPiece, words over 200 chars -> [UNK].
 tensorflow-text's own normaliser differs from these rules on messy text
 (measured: it case-folds `ß` to `ss` and final `ς` to `σ`, splits words at
 control characters, and limits words in bytes, 100 by default), so
-`BertTextTokenizer` normalises and splits words itself, from per-code-point
-tables derived from this Python's `unicodedata` at construction time (so
-they agree with `FullTokenizer` by construction); tensorflow-text's
-`FastWordpieceTokenizer` only does word -> pieces. ASCII strings, where
-none of those differences can arise (also with punctuation such as “ ” – —),
-take a faster route through `FastBertTokenizer` with its normaliser off.
+`BertTextTokenizer` does not use it. Nearly all text takes a fast route:
+tensorflow-text's `FastBertNormalizer` running a normaliser model that
+`data_prep.char_tables` builds from this Python's `unicodedata` (each code point
+mapped to what these rules make of it; final sigma by a regex rewrite), then
+`FastWordpieceTokenizer`. The few strings it cannot get exactly right (invalid
+UTF-8, punctuation newer than tf-text's ICU classes, characters NFD reorders)
+take a general route that normalises and splits words from per-code-point
+tables. Both are tested against `FullTokenizer` on messy multilingual text.
 """
 
 from __future__ import annotations
