@@ -98,7 +98,7 @@ def build_ours(size: str, data: dict, dtype: str, xla: bool, steps: int, hidden_
             self.train_batch_size = data["input_ids"].shape[0]
             self.max_seq_length = data["input_ids"].shape[1]
             self.max_predictions_per_seq = data["masked_lm_positions"].shape[1]
-            self.full_last_layer = xla  # what run_pretraining picks (see its flag)
+            self.full_last_layer = False
 
         def train_dataset(self, input_context, skip_batches):
             return tf.data.Dataset.from_tensors(data).repeat()

@@ -22,10 +22,9 @@ flags.DEFINE_string("input_file", None, "TFRecord shards: comma-separated globs.
 flags.DEFINE_string("eval_input_file", None, "Eval TFRecord shards (default: none, no eval).")
 flags.DEFINE_integer("max_seq_length", 128, "Sequence length the records were written with.")
 flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked positions per record.")
-flags.DEFINE_bool("full_last_layer", None,
+flags.DEFINE_bool("full_last_layer", False,
                   "Run the last transformer block on every position, as the original, instead of "
-                  "only on [CLS] and the masked positions (same result). Default: on with "
-                  "--jit_compile (measured faster under XLA on CPU), off without.")
+                  "only on [CLS] and the masked positions (same result, more work).")
 
 
 def main(argv) -> None:
@@ -41,8 +40,7 @@ def main(argv) -> None:
                            FLAGS.max_seq_length, FLAGS.max_predictions_per_seq,
                            eval_input_file=FLAGS.eval_input_file,
                            eval_batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed,
-                           full_last_layer=(FLAGS.jit_compile if FLAGS.full_last_layer is None
-                                            else FLAGS.full_last_layer))
+                           full_last_layer=FLAGS.full_last_layer)
     args = script_flags.training_args_from_flags(
         FLAGS, FLAGS.num_train_steps, FLAGS.do_train,
         FLAGS.do_eval and bool(FLAGS.eval_input_file))

@@ -267,3 +267,20 @@ def test_mixed_precision_close_to_float32(tiny_config, policy):
         assert b[key].dtype == "float32"
         tol = 0.15 if policy == "mixed_bfloat16" else 0.02
         np.testing.assert_allclose(b[key], a[key], atol=tol)
+
+
+def test_dropout_masks_equal_keras_and_compile_with_xla():
+    """bert_tf's Dropout names Philox (fast under XLA on CPU); outside XLA, Keras'
+    auto-selected generator is Philox too, so the masks are the same for the same seed."""
+    import tensorflow as tf
+    from bert_tf.layers import Dropout
+    x = np.ones((4, 64, 32), "float32")
+    ours, theirs = Dropout(0.1, seed=7), keras.layers.Dropout(0.1, seed=7)
+    for _ in range(2):  # successive calls advance both seed generators alike
+        np.testing.assert_array_equal(ours(x, training=True), theirs(x, training=True))
+    np.testing.assert_array_equal(ours(x, training=False), x)
+    dropped = np.asarray(tf.function(lambda: ours(x, training=True), jit_compile=True)())
+    assert 0.85 < (dropped != 0).mean() < 0.95
+    np.testing.assert_allclose(dropped[dropped != 0], 1 / 0.9, rtol=1e-6)
+    assert keras.layers.deserialize(keras.layers.serialize(ours)).get_config() == \
+        ours.get_config()

@@ -6,6 +6,8 @@ import math
 import keras
 from keras import ops
 
+from bert_tf.layers.dropout import Dropout
+
 # The original adds -10000 to the scores of padded keys; it stays finite in float16 too.
 _MASK_BIAS = -10000.0
 
@@ -55,8 +57,8 @@ class SelfAttention(keras.layers.Layer):
                                       dtype=self.dtype_policy, name="qkv")
         self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=init,
                                                dtype=self.dtype_policy, name="output")
-        self.dropout = keras.layers.Dropout(attention_probs_dropout_prob,
-                                            dtype=self.dtype_policy, name="dropout")
+        self.dropout = Dropout(attention_probs_dropout_prob, dtype=self.dtype_policy,
+                               name="dropout")
 
     def build(self, hidden_shape, input_mask_shape=None, query_positions_shape=None):
         self.qkv.build(hidden_shape)

@@ -5,6 +5,7 @@ import keras
 
 from bert_tf import activations
 from bert_tf.layers.attention import SelfAttention, gather_positions
+from bert_tf.layers.dropout import Dropout
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
@@ -39,8 +40,8 @@ class TransformerBlock(keras.layers.Layer):
         self.attention = SelfAttention(hidden_size, num_attention_heads,
                                        attention_probs_dropout_prob, initializer_range,
                                        dtype=policy, name="attention")
-        self.attention_dropout = keras.layers.Dropout(hidden_dropout_prob, dtype=policy,
-                                                      name="attention_dropout")
+        self.attention_dropout = Dropout(hidden_dropout_prob, dtype=policy,
+                                         name="attention_dropout")
         self.attention_layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_eps, dtype=policy, name="attention_layer_norm")
         self.intermediate = keras.layers.Dense(intermediate_size, kernel_initializer=init,
@@ -48,8 +49,8 @@ class TransformerBlock(keras.layers.Layer):
                                                dtype=policy, name="intermediate")
         self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=init,
                                                dtype=policy, name="output")
-        self.output_dropout = keras.layers.Dropout(hidden_dropout_prob, dtype=policy,
-                                                   name="output_dropout")
+        self.output_dropout = Dropout(hidden_dropout_prob, dtype=policy,
+                                      name="output_dropout")
         self.output_layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_eps, dtype=policy, name="output_layer_norm")
 

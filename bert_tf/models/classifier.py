@@ -5,6 +5,7 @@ from typing import Any
 
 import keras
 
+from bert_tf.layers.dropout import Dropout
 from bert_tf.models.encoder import BertEncoder, encoder_inputs
 from bert_tf.models.task import TaskModel
 
@@ -28,7 +29,7 @@ class BertClassifier(TaskModel):
 
         # === Layers ===
         self.encoder = encoder
-        self.dropout_layer = keras.layers.Dropout(dropout, dtype=policy, name="dropout")
+        self.dropout_layer = Dropout(dropout, dtype=policy, name="dropout")
         self.output_dense = keras.layers.Dense(
             num_classes, kernel_initializer=keras.initializers.TruncatedNormal(
                 stddev=config.initializer_range), dtype=policy, name="logits")

@@ -6,7 +6,7 @@ from typing import Any
 import keras
 
 from bert_tf.config import BertConfig
-from bert_tf.layers import PositionEmbedding, TransformerBlock
+from bert_tf.layers import Dropout, PositionEmbedding, TransformerBlock
 
 INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")
 
@@ -56,7 +56,7 @@ class BertEncoder(keras.Model):
             name="segment_embeddings")
         self.embeddings_layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_eps, dtype=dtype, name="embeddings_layer_norm")
-        self.embeddings_dropout = keras.layers.Dropout(
+        self.embeddings_dropout = Dropout(
             hidden_dropout_prob, dtype=dtype, name="embeddings_dropout")
         self.transformer_layers = [
             TransformerBlock(hidden_size, num_attention_heads, intermediate_size,
