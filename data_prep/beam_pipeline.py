@@ -64,14 +64,9 @@ def write_summary(results: Sequence[tuple[dict, bool]], settings: cpd.Settings,
     shards = [manifest["shard"] for manifest, _ in results]
     if shards != list(range(num_shards)):
         raise RuntimeError(f"expected the manifests of shards 0-{num_shards - 1}, got {shards}")
-    summary = cpd.summarize([manifest for manifest, _ in results], settings)
-    summary["seconds"] = round(time.time() - start, 3)
-    summary["shards_skipped"] = sum(skipped for _, skipped in results)
-    summary["runner"] = runner
-    cpd.log_summary(summary)
-    if summary_file:
-        cpd._write_json(summary_file, summary)
-    return summary
+    return cpd.finish_summary([manifest for manifest, _ in results], settings, start,
+                              sum(skipped for _, skipped in results), {"runner": runner},
+                              summary_file)
 
 
 def pipeline_options(args: Sequence[str]):
@@ -151,10 +146,7 @@ def main(argv):
                                pipeline_args)
     except (ValueError, ImportError) as e:
         raise app.UsageError(str(e)) from e
-    if not summary["counts"].get("instances"):
-        raise app.UsageError(f"no instances: the files of --input_file={FLAGS.input_file} "
-                             "hold no text")
-    logging.info("wrote %d shard(s); summary in %s", summary["shards"], summary_file)
+    cpd.report_outcome(summary, FLAGS.input_file, summary_file)
 
 
 def run() -> None:

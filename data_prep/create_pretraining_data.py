@@ -487,10 +487,18 @@ def create_pretraining_data(input_files: Sequence[str], output_files: Sequence[s
             largest_first = sorted(pending, key=lambda job: -sizes[job.index])  # balances
             for manifest in pool.imap_unordered(process_shard, largest_first):
                 record(manifest)
-    summary = summarize([manifests[k] for k in sorted(manifests)], settings)
+    return finish_summary([manifests[k] for k in sorted(manifests)], settings, start,
+                          len(jobs) - len(pending), {"num_workers": workers}, summary_file)
+
+
+def finish_summary(manifests: Sequence[dict], settings: Settings, start: float,
+                   shards_skipped: int, extra: dict, summary_file: str | None) -> dict:
+    """summarize(...) plus seconds since `start`, shards_skipped and `extra` (the runner's
+    keys); logged, and written to summary_file when given. Shared with beam_pipeline."""
+    summary = summarize(manifests, settings)
     summary["seconds"] = round(time.time() - start, 3)
-    summary["shards_skipped"] = len(jobs) - len(pending)
-    summary["num_workers"] = workers
+    summary["shards_skipped"] = shards_skipped
+    summary.update(extra)
     log_summary(summary)
     if summary_file:
         _write_json(summary_file, summary)
@@ -633,8 +641,13 @@ def main(argv):
                                           FLAGS.num_workers, summary_file)
     except ValueError as e:
         raise app.UsageError(str(e)) from e
+    report_outcome(summary, FLAGS.input_file, summary_file)
+
+
+def report_outcome(summary: dict, input_file: str, summary_file: str) -> None:
+    """UsageError when no instance was written; else one log line. Shared with beam_pipeline."""
     if not summary["counts"].get("instances"):
-        raise app.UsageError(f"no instances: the files of --input_file={FLAGS.input_file} "
+        raise app.UsageError(f"no instances: the files of --input_file={input_file} "
                              "hold no text")
     logging.info("wrote %d shard(s); summary in %s", summary["shards"], summary_file)
 

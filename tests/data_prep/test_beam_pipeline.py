@@ -16,21 +16,10 @@ pytest.importorskip("apache_beam")
 
 from data_prep import beam_pipeline  # noqa: E402
 from data_prep import create_pretraining_data as cpd  # noqa: E402
-from data_prep import instances as inst  # noqa: E402
+from tests.data_prep.test_create_pretraining_data import (  # noqa: E402
+    REPO, VOCAB_FILE, corpus_slice, settings)
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-VOCAB_FILE = os.path.join(REPO, "tests", "data", "vocab_uncased.txt")
-CORPUS_DIR = os.path.join(REPO, "data", "corpus_sentences")
 DIRECT = ["--runner=DirectRunner"]
-
-
-def corpus_slice(directory, name, book, num_lines):
-    """The first num_lines lines of a shipped book, as a small input file."""
-    with open(os.path.join(CORPUS_DIR, book + ".txt"), encoding="utf-8") as f:
-        lines = f.read().split("\n")[:num_lines]
-    path = directory / name
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return str(path)
 
 
 @pytest.fixture
@@ -40,12 +29,6 @@ def three_inputs(tmp_path):
     return [corpus_slice(inputs, "a.txt", "shakespeare-hamlet", 400),
             corpus_slice(inputs, "b.txt", "blake-poems", 300),
             corpus_slice(inputs, "c.txt", "austen-persuasion", 250)]
-
-
-def settings(**kwargs):
-    options = {k: kwargs.pop(k) for k in list(kwargs) if k in inst.InstanceOptions.__annotations__}
-    kwargs.setdefault("dupe_factor", 2)
-    return cpd.Settings(VOCAB_FILE, options=inst.InstanceOptions(**options), **kwargs)
 
 
 def shard_files(directory, num_shards=3, gzip=False):
