@@ -11,7 +11,6 @@ import concurrent.futures
 import dataclasses
 import functools
 import os
-import unicodedata
 from typing import Sequence
 
 import numpy as np
@@ -23,8 +22,7 @@ from data_prep.char_tables import (ALONE, BLOCK_BITS, F_CASE_IGNORABLE, F_CASED,
                                    FINAL_SIGMA_REWRITE, LOW_SIZE, MAP_SHIFT, SPACE, WORD,
                                    FastRoute, char_tables, fast_route)
 from data_prep.tokenization import (CAPITAL_SIGMA, FINAL_SIGMA, MAX_CHARS_PER_WORD,
-                                    RESERVED_TOKENS, SMALL_SIGMA, SUFFIX, UNK, is_cjk,
-                                    is_deleted, is_punctuation, is_whitespace, load_vocab,
+                                    RESERVED_TOKENS, SMALL_SIGMA, SUFFIX, UNK, load_vocab,
                                     validate_vocab)
 
 
@@ -59,26 +57,6 @@ def _compact(keep: tf.Tensor, splits: tf.Tensor, *values: tf.Tensor):
 
 def _has(entries: tf.Tensor, flags: int) -> tf.Tensor:
     return tf.not_equal(tf.bitwise.bitwise_and(entries, flags), 0)
-
-
-@functools.lru_cache(maxsize=None)
-def _inert_punctuation() -> tuple[str, ...]:
-    """Non-ASCII punctuation that no rule changes and that is its own word.
-
-    Not deleted, not whitespace, not CJK, combining class 0, and unchanged
-    by lower-casing and NFD (e.g. “ ” ‘ ’ – — … « »). The fast route once
-    took only ASCII plus these; the tests still use them as typical text.
-    """
-    out = []
-    for cp in range(0x80, 0x110000):
-        ch = chr(cp)
-        if (0xD800 <= cp <= 0xDFFF or not is_punctuation(ch) or
-                is_deleted(ch) or is_whitespace(ch) or ch.isspace() or
-                is_cjk(cp) or unicodedata.combining(ch) or ch.lower() != ch or
-                unicodedata.normalize("NFD", ch) != ch):
-            continue
-        out.append(ch)
-    return tuple(out)
 
 
 @functools.lru_cache(maxsize=None)

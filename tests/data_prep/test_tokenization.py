@@ -11,7 +11,7 @@ import unicodedata
 import pytest
 import tensorflow as tf
 
-from data_prep import text_tokenizer, tokenization
+from data_prep import tokenization
 from tests.data_prep import reference_tokenizer as ref
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -209,12 +209,30 @@ def test_every_code_point_in_context(tokenizers):
                     assert got == reference.ids(text), text
 
 
+def _inert_punctuation() -> list[str]:
+    """Non-ASCII punctuation that no rule changes and that is its own word.
+
+    Not deleted, not whitespace, not CJK, combining class 0, and unchanged
+    by lower-casing and NFD (e.g. “ ” ‘ ’ – — … « »): typical text punctuation.
+    """
+    out = []
+    for cp in range(0x80, 0x110000):
+        ch = chr(cp)
+        if (0xD800 <= cp <= 0xDFFF or not tokenization.is_punctuation(ch) or
+                tokenization.is_deleted(ch) or tokenization.is_whitespace(ch) or
+                ch.isspace() or tokenization.is_cjk(cp) or unicodedata.combining(ch) or
+                ch.lower() != ch or unicodedata.normalize("NFD", ch) != ch):
+            continue
+        out.append(ch)
+    return out
+
+
 def test_random_fast_route_text_matches_reference(tokenizers):
     """ASCII (plus punctuation like “ ” – —) takes the FastBertTokenizer
     route: check it hard, including the 200-character limit next to that
     punctuation."""
     rng = random.Random(7)
-    punct = list(text_tokenizer._inert_punctuation())
+    punct = _inert_punctuation()
     alphabet = [chr(c) for c in range(128)] + list("abcde  ") * 10
     texts = ["".join(rng.choice(alphabet if rng.random() < 0.9 else punct)
                      for _ in range(rng.randint(0, 60))) for _ in range(5000)]
