@@ -17,23 +17,10 @@ import sys
 
 from benchmarks import common
 
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
 DEFAULT_BATCH = {"tiny": 32, "mini": 32, "small": 32, "medium": 16, "base": 8}
-
-
-def synthetic_inputs(batch: int, seq: int, vocab: int, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(5, vocab, (batch, seq)).astype(np.int32)
-    mask = np.zeros((batch, seq), np.int32)
-    segments = np.zeros((batch, seq), np.int32)
-    for i in range(batch):
-        length = int(rng.integers(int(seq * 0.85), seq + 1))
-        mask[i, :length] = 1
-        segments[i, length // 2:length] = 1
-    return {"input_ids": ids, "input_mask": mask, "segment_ids": segments}
 
 
 def _runner(fn, inputs: dict, calls: int):
@@ -94,7 +81,7 @@ def main(argv=None) -> int:
     rows, summary = [], []
     for size in common.parse_list(args.configs):
         batch = args.batch or DEFAULT_BATCH[size]
-        data = synthetic_inputs(batch, args.seq, common.VOCAB_SIZE)
+        data = common.synthetic_batch(batch, args.seq)
         for dtype in common.parse_list(args.dtype):
             print(f"\n== {size} seq {args.seq} batch {batch} {dtype}")
             contenders = {}
@@ -109,13 +96,7 @@ def main(argv=None) -> int:
                         items)
             common.interleave(list(contenders.values()), args.repetitions)
             for (side, tag), c in contenders.items():
-                if c.error:
-                    rows.append([size, dtype, side, tag, "failed", "", "", "", c.error[:60]])
-                    continue
-                rows.append([size, dtype, side, tag, f"{c.rate:.1f}",
-                             f"{c.items / c.fastest:.1f}",
-                             f"{1000 * c.median / args.calls:.1f}",
-                             f"{1000 * c.cpu_median / args.calls:.1f}", f"{100 * c.spread:.0f}%"])
+                rows.append([size, dtype, side, tag] + common.timing_cells(c, args.calls))
             ours = common.best([c for (s, _), c in contenders.items() if s == "ours"])
             peer = common.best([c for (s, _), c in contenders.items() if s == "keras_hub"])
             if ours and peer:
@@ -123,14 +104,14 @@ def main(argv=None) -> int:
                                 f"{peer.rate:.1f}", f"{ours.rate / peer.rate:.2f}x"])
             del contenders
             keras.backend.clear_session()
-    print(f"\n### Encoder inference, seq {args.seq} (median of {args.repetitions} repetitions "
-          f"of {args.calls} calls)\n")
-    print(common.format_table(["config", "dtype", "model", "mode", "seq/s (median)",
-                               "seq/s (best rep)", "ms/call", "cpu-ms/call", "spread"], rows))
+    common.print_table(f"Encoder inference, seq {args.seq} (median of {args.repetitions} "
+                       f"repetitions of {args.calls} calls)",
+                       ["config", "dtype", "model", "mode"] + common.timing_columns("seq", "call"),
+                       rows)
     if summary:
-        print("\n### Best of each side (ours / keras-hub)\n")
-        print(common.format_table(["config", "dtype", "ours (best)", "seq/s", "keras-hub (best)",
-                                   "seq/s", "ours/keras-hub"], summary))
+        common.print_table("Best of each side (ours / keras-hub)",
+                           ["config", "dtype", "ours (best)", "seq/s", "keras-hub (best)",
+                            "seq/s", "ours/keras-hub"], summary)
     return 0
 
 

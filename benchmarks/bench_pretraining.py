@@ -55,29 +55,6 @@ import keras  # noqa: E402
 DEFAULT_BATCH = {"tiny": 32, "mini": 32, "small": 16, "medium": 16, "base": 8}
 
 
-def synthetic_batch(batch: int, seq: int, max_pred: int, vocab: int, seed: int = 0) -> dict:
-    """Numpy arrays in the pretraining schema; 85-100% of each row is real tokens."""
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(5, vocab, (batch, seq)).astype(np.int32)
-    mask = np.zeros((batch, seq), np.int32)
-    segments = np.zeros((batch, seq), np.int32)
-    positions = np.zeros((batch, max_pred), np.int32)
-    weights = np.zeros((batch, max_pred), np.float32)
-    for i in range(batch):
-        length = int(rng.integers(int(seq * 0.85), seq + 1))
-        mask[i, :length] = 1
-        segments[i, length // 2:length] = 1
-        count = min(max_pred, max(1, int(round(length * 0.15))))
-        positions[i, :count] = np.sort(rng.choice(np.arange(1, length - 1), count,
-                                                  replace=False))
-        weights[i, :count] = 1.0
-    labels = np.take_along_axis(ids, positions, axis=1).astype(np.int32)
-    return {"input_ids": ids, "input_mask": mask, "segment_ids": segments,
-            "masked_lm_positions": positions, "masked_lm_ids": labels,
-            "masked_lm_weights": weights,
-            "next_sentence_labels": rng.integers(0, 2, (batch, 1)).astype(np.int32)}
-
-
 # --- ours ------------------------------------------------------------------------------------
 def build_ours(size: str, data: dict, dtype: str, xla: bool, steps: int, hidden_act: str,
                package: str = "bert_tf"):
@@ -239,7 +216,8 @@ def main(argv=None) -> int:
     rows, summary = [], []
     for size in common.parse_list(args.configs):
         batch = args.batch or DEFAULT_BATCH[size]
-        data = synthetic_batch(batch, args.seq, args.max_predictions, common.VOCAB_SIZE)
+        data = common.synthetic_batch(batch, args.seq,
+                                      max_predictions=args.max_predictions)
         for dtype in common.parse_list(args.dtype):
             print(f"\n== {size} seq {args.seq} batch {batch} {dtype}")
             contenders = {}
@@ -261,14 +239,8 @@ def main(argv=None) -> int:
                     batch * args.steps_per_loop)
             common.interleave(list(contenders.values()), args.repetitions)
             for (side, tag), c in contenders.items():
-                if c.error:
-                    rows.append([size, dtype, side, tag, "failed", "", "", "", "", c.error[:60]])
-                    continue
-                rows.append([size, dtype, side, tag, f"{c.rate:.1f}",
-                             f"{c.items / c.fastest:.1f}", f"{c.rate * args.seq:.0f}",
-                             f"{1000 * c.median / args.steps_per_loop:.1f}",
-                             f"{1000 * c.cpu_median / args.steps_per_loop:.1f}",
-                             f"{100 * c.spread:.0f}%"])
+                rows.append([size, dtype, side, tag]
+                            + common.timing_cells(c, args.steps_per_loop, seq=args.seq))
             ours = common.best([c for (s, _), c in contenders.items() if s == "ours"])
             for peer in peers:
                 other = common.best([c for (s, _), c in contenders.items() if s == peer])
@@ -278,16 +250,14 @@ def main(argv=None) -> int:
                                     f"{other.cpu_median / ours.cpu_median:.2f}x"])
             del contenders
             keras.backend.clear_session()
-    print(f"\n### Pretraining step, seq {args.seq} ({args.steps_per_loop} steps per call, "
-          f"median of {args.repetitions})\n")
-    print(common.format_table(["config", "dtype", "model", "mode", "seq/s (median)",
-                               "seq/s (best rep)", "tok/s (median)", "ms/step",
-                               "cpu-ms/step", "spread"], rows))
+    common.print_table(f"Pretraining step, seq {args.seq} ({args.steps_per_loop} steps per "
+                       f"call, median of {args.repetitions})",
+                       ["config", "dtype", "model", "mode"]
+                       + common.timing_columns("seq", "step", tokens=True), rows)
     if summary:
-        print("\n### Best of each side (ours / peer)\n")
-        print(common.format_table(["config", "dtype", "ours (best)", "seq/s", "peer (best)",
-                                   "seq/s", "ours/peer (median)", "peer/ours (cpu time)"],
-                                  summary))
+        common.print_table("Best of each side (ours / peer)",
+                           ["config", "dtype", "ours (best)", "seq/s", "peer (best)", "seq/s",
+                            "ours/peer (median)", "peer/ours (cpu time)"], summary)
     return 0
 
 

@@ -325,15 +325,8 @@ def main(argv=None) -> int:
             common.interleave([c for c in contenders if c.error is None], args.repetitions)
             by_name = {c.name: c for c in contenders}
             for c in contenders:
-                side, what = c.name.split("/")
-                if c.error:
-                    rows.append([size, dtype, side, what, "failed", "", "", "", c.error[:60]])
-                    continue
-                rows.append([size, dtype, side, what, f"{c.rate:.1f}",
-                             f"{c.items / c.fastest:.1f}",
-                             f"{1000 * c.median / args.calls:.1f}",
-                             f"{1000 * c.cpu_median / args.calls:.1f}",
-                             f"{100 * c.spread:.0f}%"])
+                rows.append([size, dtype, *c.name.split("/")]
+                            + common.timing_cells(c, args.calls))
 
             def ok(name):
                 c = by_name.get(name)
@@ -363,19 +356,18 @@ def main(argv=None) -> int:
             del contenders
             keras.backend.clear_session()
 
-    print(f"\n### Serving, raw strings in, seq {args.seq} (median of {args.repetitions} "
-          f"repetitions of {args.calls} calls; sentences/s)\n")
-    print(common.format_table(["config", "dtype", "side", "what", "sent/s (median)",
-                               "sent/s (best rep)", "ms/call", "cpu-ms/call", "spread"], rows))
+    common.print_table(f"Serving, raw strings in, seq {args.seq} (median of {args.repetitions} "
+                       f"repetitions of {args.calls} calls; sentences/s)",
+                       ["config", "dtype", "side", "what"] + common.timing_columns("sent", "call"),
+                       rows)
     if summary:
-        print("\n### ours/savedmodel vs keras-hub (strings in)\n")
-        print(common.format_table(["config", "dtype", "keras-hub as", "ours sent/s",
-                                   "keras-hub sent/s", "ours/keras-hub (median)",
-                                   "keras-hub/ours (cpu time)"], summary))
+        common.print_table("ours/savedmodel vs keras-hub (strings in)",
+                           ["config", "dtype", "keras-hub as", "ours sent/s", "keras-hub sent/s",
+                            "ours/keras-hub (median)", "keras-hub/ours (cpu time)"], summary)
     if costs:
-        print("\n### What the strings cost (ms per call, wall median / cpu median)\n")
-        print(common.format_table(["config", "dtype", "text vs ids", "text", "ids",
-                                   "text - ids (cpu-ms)", "tokenize only"], costs))
+        common.print_table("What the strings cost (ms per call, wall median / cpu median)",
+                           ["config", "dtype", "text vs ids", "text", "ids",
+                            "text - ids (cpu-ms)", "tokenize only"], costs)
     for line in checks:
         print(line)
     return 0

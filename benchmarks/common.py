@@ -23,6 +23,8 @@ import time  # noqa: E402
 from importlib import metadata  # noqa: E402
 from typing import Callable, Sequence  # noqa: E402
 
+import numpy as np  # noqa: E402
+
 # (num_hidden_layers, hidden_size, num_attention_heads); intermediate = 4 * hidden.
 # The same numbers as bert_tf.config.PRESETS, repeated here so the peers need no bert_tf import.
 SIZES = {
@@ -44,6 +46,51 @@ def keras_hub_backbone(size: str, dtype: str):
         vocabulary_size=VOCAB_SIZE, num_layers=layers, num_heads=heads, hidden_dim=hidden,
         intermediate_dim=4 * hidden, dropout=0.1, max_sequence_length=512, num_segments=2,
         dtype=dtype)
+
+
+def synthetic_batch(batch: int, seq: int, vocab: int = VOCAB_SIZE,
+                    max_predictions: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """A random batch in BERT's input schema, as numpy arrays; the same for the same arguments.
+
+    Each row is 85-100% real tokens, then padding; the second half of its real tokens is
+    segment 1. Always there, each int32 [batch, seq]:
+      input_ids    uniform in [5, vocab), so no special-token ids
+      input_mask   1 on real tokens, 0 on padding
+      segment_ids  0 or 1
+    With `max_predictions` (the pretraining schema), also:
+      masked_lm_positions   int32 [batch, max_predictions]: 15% of the row's real tokens
+                            (at least 1, at most max_predictions), sorted, never its first or
+                            last real token; 0 after them
+      masked_lm_ids         int32 [batch, max_predictions]: input_ids at those positions
+      masked_lm_weights     float32 [batch, max_predictions]: 1.0 on real predictions, else 0
+      next_sentence_labels  int32 [batch, 1]: 0 or 1
+    """
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, vocab, (batch, seq)).astype(np.int32)
+    mask = np.zeros((batch, seq), np.int32)
+    segments = np.zeros((batch, seq), np.int32)
+    pretraining = max_predictions is not None
+    positions = np.zeros((batch, max_predictions or 0), np.int32)
+    weights = np.zeros((batch, max_predictions or 0), np.float32)
+    for i in range(batch):
+        length = int(rng.integers(int(seq * 0.85), seq + 1))
+        mask[i, :length] = 1
+        segments[i, length // 2:length] = 1
+        # Each row's positions are drawn right after its length, and only for pretraining:
+        # that keeps both schemas' batches for a seed what they have always been.
+        if pretraining:
+            count = min(max_predictions, max(1, int(round(length * 0.15))))
+            positions[i, :count] = np.sort(rng.choice(np.arange(1, length - 1), count,
+                                                      replace=False))
+            weights[i, :count] = 1.0
+    inputs = {"input_ids": ids, "input_mask": mask, "segment_ids": segments}
+    if not pretraining:
+        return inputs
+    return inputs | {
+        "masked_lm_positions": positions,
+        "masked_lm_ids": np.take_along_axis(ids, positions, axis=1).astype(np.int32),
+        "masked_lm_weights": weights,
+        "next_sentence_labels": rng.integers(0, 2, (batch, 1)).astype(np.int32)}
 
 
 @dataclasses.dataclass
@@ -137,6 +184,36 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
+
+
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """`format_table(header, rows)` under the markdown heading `### title`."""
+    print(f"\n### {title}\n")
+    print(format_table(header, rows))
+
+
+def timing_columns(item: str, per: str, tokens: bool = False) -> list[str]:
+    """Headers of the cells `timing_cells` writes. `item` names what a contender counts
+    ("seq", "sent"), `per` what its times are divided by ("call", "step"); `tokens` adds the
+    tok/s column that `timing_cells(..., seq=...)` fills."""
+    rates = [f"{item}/s (median)", f"{item}/s (best rep)"] + (["tok/s (median)"] if tokens else [])
+    return rates + [f"ms/{per}", f"cpu-ms/{per}", "spread"]
+
+
+def timing_cells(c: Contender, per_run: int, seq: int | None = None) -> list[str]:
+    """A contender's figures as table cells, under `timing_columns`' headers.
+
+    `per_run` is how many calls (or steps) one `run()` makes, so that the ms columns are per
+    call; `seq` (tokens per item) adds tok/s. A failed contender gets "failed", blanks, and the
+    start of its error in the last column (all of it would widen that column in every row).
+    """
+    if c.error:
+        return ["failed"] + [""] * (3 if seq is None else 4) + [c.error[:60]]
+    rates = [f"{c.rate:.1f}", f"{c.items / c.fastest:.1f}"]
+    if seq is not None:
+        rates.append(f"{c.rate * seq:.0f}")
+    return rates + [f"{1000 * c.median / per_run:.1f}", f"{1000 * c.cpu_median / per_run:.1f}",
+                    f"{100 * c.spread:.0f}%"]
 
 
 def cpu_model() -> str:
