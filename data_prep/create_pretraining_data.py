@@ -65,7 +65,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from data_prep import instances as inst
-from data_prep import instances_vectorized
+from data_prep import instances_compiled, instances_vectorized
 from data_prep import sentences
 
 # data_prep.tfrecords and data_prep.tokenization import TensorFlow (~4 s): they are imported
@@ -74,7 +74,6 @@ from data_prep import sentences
 FORMAT_VERSION = 1
 SUMMARY_NAME = "summary.json"
 _TOKENIZE_BATCH = 2048
-_ENCODE_BATCH = 2048
 _PROGRESS_SECONDS = 10.0
 RNG_MODES = ("original", "vectorized")
 
@@ -290,44 +289,28 @@ def process_shard(job: ShardJob) -> dict:
     elif len(documents) == 1:
         logging.warning("shard %d (%s): only one document, so random-next segments come from "
                         "that same document", job.index, ", ".join(job.input_files))
-    records: list[bytes] = []
-    batch: list[inst.TrainingInstance] = []
+    chunks: list[np.ndarray] = []  # the shard's TFRecord file bytes, a chunk per batch
+    encoded = 0
     last_log = time.time()
-
-    def encode(arrays: dict, target_seq_lengths: np.ndarray) -> None:
-        nonlocal last_log
+    # Both modes give padded batches in final (shuffled) order: --rng=original the original's
+    # instances draw for draw (instances_compiled), --rng=vectorized its rules with numpy draws.
+    if settings.rng == "vectorized":
+        batches = instances_vectorized.iter_instance_batches(
+            documents, vocab, options, settings.dupe_factor, job.seed, stats)
+    else:
+        batches = instances_compiled.iter_instance_batches(
+            documents, vocab, options, settings.dupe_factor, random.Random(job.seed), stats)
+    for instance_batch in batches:
         encode_start = time.time()
-        _batch_stats(arrays, target_seq_lengths, vocab, options, stats)
-        records.extend(tfrecords.serialize_examples(arrays))
+        _batch_stats(instance_batch.features, instance_batch.target_seq_length, vocab, options,
+                     stats)
+        chunks.append(tfrecords.encode_tfrecords(instance_batch.features))
+        encoded += len(instance_batch)
         timings["encode"] = timings.get("encode", 0.0) + time.time() - encode_start
         if time.time() - last_log > _PROGRESS_SECONDS:
             last_log = time.time()
             logging.info("shard %d: %d instances, %.0f instances/s", job.index,
-                         len(records), len(records) / (last_log - start))
-
-    def flush():
-        encode_start = time.time()
-        arrays = tfrecords.padded_pretraining_arrays(batch, options.max_seq_length,
-                                                     options.max_predictions_per_seq)
-        targets = np.fromiter((x.target_seq_length for x in batch), np.int64, len(batch))
-        timings["encode"] = timings.get("encode", 0.0) + time.time() - encode_start
-        encode(arrays, targets)
-        batch.clear()
-
-    if settings.rng == "vectorized":  # batches come masked, padded and in final order
-        for instance_batch in instances_vectorized.iter_instance_batches(
-                documents, vocab, options, settings.dupe_factor, job.seed, stats):
-            encode(instance_batch.features, instance_batch.target_seq_length)
-    else:
-        rng = random.Random(job.seed)
-        for instance in inst.iter_training_instances(documents, vocab, options,
-                                                     settings.dupe_factor, rng, stats):
-            batch.append(instance)
-            if len(batch) >= _ENCODE_BATCH:
-                flush()
-        if batch:
-            flush()
-        inst.shuffle_like_original(records, rng)
+                         encoded, encoded / (last_log - start))
     stats.setdefault("instances", 0)
     timings["instances"] = (time.time() - start - timings["read_tokenize"]
                             - timings.get("encode", 0.0))
@@ -344,7 +327,7 @@ def process_shard(job: ShardJob) -> dict:
             timings[key] = round(timings[key], 3)
         _write_json(manifest_path(job.output_file), manifest)
 
-    tfrecords.write_tfrecord(job.output_file, records, settings.gzip, before_commit)
+    tfrecords.write_tfrecord_chunks(job.output_file, chunks, settings.gzip, before_commit)
     return manifest
 
 
@@ -397,15 +380,15 @@ def _pool_context():
 
     Forking this process is unsafe once TensorFlow has run (its thread pools do not survive a
     fork), so workers come from a fork server: a fresh interpreter that imports this module
-    (and so TensorFlow, ~4 s) once, without running anything, and forks each worker from that.
-    Workers start in milliseconds instead of each importing TensorFlow, and the server is
-    reused by later pools of this process. "spawn" where there is no fork server.
+    (and so TensorFlow, ~4 s) and loads the compiled record kernels once (worker_preload.py),
+    without running anything else, and forks each worker from that. Workers start in
+    milliseconds instead of each importing TensorFlow, and the server is reused by later pools
+    of this process. "spawn" where there is no fork server.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["__main__", "data_prep.create_pretraining_data",
-                                    "data_prep.tfrecords", "data_prep.tokenization"])
+    context.set_forkserver_preload(["__main__", "data_prep.worker_preload"])
     return context
 
 

@@ -48,12 +48,11 @@ class _WordIds(dict):
 
     def __init__(self, full: tokenization.FullTokenizer, limit: int):
         super().__init__()
-        self._full = full
+        self._wordpiece_ids = full.wordpiece_ids
         self._limit = limit
 
     def __missing__(self, word: str) -> tuple[int, ...]:
-        full = self._full
-        ids = tuple(full.convert_tokens_to_ids(full._wordpiece(word)))
+        ids = self._wordpiece_ids(word)
         if len(self) < self._limit:
             self[word] = ids
         return ids

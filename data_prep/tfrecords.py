@@ -15,12 +15,14 @@ Feature schema (the original BERT names), one Example per instance, zero padded:
 """
 from __future__ import annotations
 
-from itertools import chain
+import zlib
+from itertools import chain, islice
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from data_prep import record_kernels
 from data_prep.atomic_io import atomic_path  # noqa: F401  (re-exported)
 
 PRETRAINING_FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions",
@@ -132,18 +134,11 @@ def instances_to_records(instances: Sequence, max_seq_length: int,
 # An Example is Features{map<string, Feature>}; each map entry is {1: key, 2: Feature}, a Feature
 # holds Int64List (field 3) or FloatList (field 2), whose values are one packed field 1.  We
 # emit exactly what protobuf's deterministic serialization does: entries sorted by key.
-#
-# A batch of records is laid out as a sequence of parts that every record has, in record order:
-#   * fixed parts: the same number of bytes in every row -- constant bytes (keys, tags), 0/1 or
-#     other small ints (1 byte each), float32 values, varints that have one width throughout
-#     the batch (e.g. a length always in [128, 16384)). Adjacent ones are joined into one
-#     [n, c] byte matrix;
-#   * varint parts: int matrices whose varints differ in width (token ids), kept as their bytes
-#     [n, c, widest] (with continuation bits) and widths [n, c].
-# Each row's record starts at its offset in one flat buffer. A fixed part is written there by
-# one scatter; a varint part by one scatter per byte position k (the k-th bytes of all its
-# values at once), at offsets from one cumulative sum of the widths. So the cost is a few numpy
-# passes over the output bytes, and no per-row Python work.
+#   record = 0x0A len(body) entry...
+#   entry  = 0x0A len(entry) {0x0A len(key) key 0x12 len(feature) {tag len(list)
+#            {0x0A len(values) values}}}        (an empty list is just `tag 0`)
+# The sizes of every row come first, in numpy (a few passes over [n] arrays per feature); the
+# bytes are then written row by row by the compiled loops of data_prep/record_kernels.py.
 
 def _varint(n: int) -> bytes:
     out = bytearray()
@@ -157,48 +152,6 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-_TABLE_BITS = 16
-_VARINT_TABLE: list = []  # [uint32 [2**16]]: bytes 0-2 = the varint, byte 3 = its width
-
-
-def _varint_table() -> np.ndarray:
-    """Varint bytes and width of every value below 2**16, little-endian in a uint32."""
-    if not _VARINT_TABLE:
-        v = np.arange(1 << _TABLE_BITS, dtype=np.uint32)
-        widths = 1 + (v >= 1 << 7).astype(np.uint32) + (v >= 1 << 14)
-        table = widths << 24
-        for k in range(3):
-            byte = (v >> (7 * k)) & 0x7F
-            byte |= (widths > k + 1).astype(np.uint32) << 7
-            table |= byte << (8 * k)
-        _VARINT_TABLE.append(table)
-    return _VARINT_TABLE[0]
-
-
-def _varint_bytes(values: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
-    """values [n, c] (non-negative ints, or uint64; top = their maximum) ->
-    (bytes [n, c, >= widest] uint8 with continuation bits, widths [n, c] uint8).
-
-    Bytes at k >= a value's width are unspecified."""
-    n, c = values.shape
-    if top < 1 << _TABLE_BITS:  # (token ids): one table lookup per value
-        packed = np.take(_varint_table(), values).view(np.uint8).reshape(n, c, 4)
-        return packed[:, :, :3], packed[:, :, 3]
-    widths = np.ones((n, c), np.uint8)
-    for shift in range(7, 64, 7):
-        if top >> shift == 0:
-            break
-        widths += values >= values.dtype.type(1 << shift)
-    widest = int(widths.max())
-    out = np.empty((n, c, widest), np.uint8)
-    for k in range(widest):
-        byte = out[:, :, k]
-        np.copyto(byte, values >> values.dtype.type(7 * k) if k else values, casting="unsafe")
-        byte &= 0x7F  # (the cast above kept the low 8 bits)
-        byte |= (widths > k + 1).view(np.uint8) << np.uint8(7)
-    return out, widths
-
-
 def _varint_sizes(values: np.ndarray) -> np.ndarray:
     """Varint byte counts of non-negative int64 values (lengths)."""
     sizes = np.ones(values.shape, np.int64)
@@ -210,110 +163,71 @@ def _varint_sizes(values: np.ndarray) -> np.ndarray:
     return sizes
 
 
-class _Layout:
-    """The parts of a batch of records, in record order (see the comment above)."""
+def _feature_columns(features: Mapping[str, np.ndarray]) -> tuple[int, list]:
+    """-> (rows, [(key, tag, values, payload sizes int64 [n])]) in key order.
 
-    def __init__(self, n: int):
-        self.n = n
-        self.parts: list = []  # bytes | uint8 [n, c] | (bytes [n, c, w], widths [n, c], widest)
+    values: uint8 [n, w], bytes to copy as they are (FloatList: the float32 bytes; Int64List of
+    values in [0, 128): each is its own varint), or int64 [n, d] to write as varints (uint64
+    viewed as int64: the same varint bytes)."""
+    columns, rows = [], {}
+    for name in sorted(features):
+        array = np.asarray(features[name])
+        array = array[:, None] if array.ndim == 1 else array
+        rows[name] = n = array.shape[0]
+        if array.dtype.kind == "f":
+            values = np.ascontiguousarray(array, "<f4").view(np.uint8).reshape(n, -1)
+            columns.append((name, b"\x12", values, np.full(n, values.shape[1], np.int64)))
+        elif array.size and 0 <= array.min() and array.max() < 128:  # 1-byte varints: bytes
+            values = np.ascontiguousarray(array, np.uint8)
+            columns.append((name, b"\x1a", values, np.full(n, values.shape[1], np.int64)))
+        else:
+            values = np.ascontiguousarray(
+                array.view(np.int64) if array.dtype == np.uint64 else array.astype(np.int64))
+            columns.append((name, b"\x1a", values, record_kernels.varint_sizes(values)))
+    if len(set(rows.values())) > 1:
+        raise ValueError(f"features have different numbers of rows: {rows}")
+    return (rows.popitem()[1] if rows else 0), columns
 
-    def const(self, data: bytes) -> None:
-        if data:
-            self.parts.append(data)
 
-    def raw(self, matrix: np.ndarray) -> None:
-        if matrix.shape[1]:
-            self.parts.append(matrix)
-
-    def varints(self, values: np.ndarray) -> np.ndarray | int:
-        """Appends the varints of values [n, c] (non-negative ints, or uint64 for int64's
-        two's complement); returns each row's byte count (an int if all rows agree)."""
-        n, c = values.shape
-        if not c:
-            return 0
-        top = int(values.max())
-        if top < 128 and int(values.min()) >= 0:  # one byte each (uint64 has no negatives)
-            self.parts.append(values.astype(np.uint8))
-            return c
-        data, widths = _varint_bytes(values, top)
-        widest, narrowest = int(widths.max()), int(widths.min())
-        if widest == narrowest:  # one width: a fixed part
-            self.parts.append(data[:, :, :widest].reshape(n, c * widest))
-            return c * widest
-        self.parts.append((data, widths, widest))
-        return widths.sum(axis=1, dtype=np.int64)
-
-    def length(self, values: np.ndarray | int) -> np.ndarray | int:
-        """A varint per row (int: the same in all rows); returns its byte count(s)."""
-        if isinstance(values, (int, np.integer)):
-            encoded = _varint(int(values))
-            self.const(encoded)
-            return len(encoded)
-        return self.varints(values[:, None])
-
-    def encode(self) -> tuple[np.ndarray, np.ndarray]:
-        """-> (buffer uint8 [total], ends int64 [n]): row i is buffer[ends[i-1]:ends[i]]."""
-        n = self.n
-        blocks: list = []  # uint8 [n, c] (joined fixed parts) | varint tuples
-        fixed: list = []
-        for part in self.parts + [None]:
-            if part is None or isinstance(part, tuple):
-                if fixed:  # join the fixed parts before this one
-                    mats = [np.broadcast_to(np.frombuffer(p, np.uint8), (n, len(p)))
-                            if isinstance(p, bytes) else p for p in fixed]
-                    blocks.append(mats[0] if len(mats) == 1
-                                  else np.concatenate(mats, axis=1))
-                    fixed = []
-                if part is not None:
-                    blocks.append(part)
-            else:
-                fixed.append(part)
-        # Each block's start within its row, and each varint's start within its block (from
-        # one flat cumulative sum: the block's bytes of row r end where row r + 1's begin).
-        lengths = np.zeros(n, np.int64)
-        starts, firsts = [], []
-        for block in blocks:
-            starts.append(lengths.copy())
-            if isinstance(block, tuple):
-                widths = block[1]
-                flat = np.cumsum(widths.reshape(-1), dtype=np.int64)
-                size = np.diff(flat[widths.shape[1] - 1::widths.shape[1]], prepend=0)
-                flat -= widths.reshape(-1)
-                first = flat.reshape(widths.shape)
-                first -= first[:, :1]  # relative to the row's first value
-                firsts.append(first)
-                lengths += size
-            else:
-                firsts.append(None)
-                lengths += block.shape[1]
-        ends = np.cumsum(lengths)
-        total = int(ends[-1])
-        record_start = ends - lengths
-        # The bytes at k >= a value's width are written too, and overwritten: pass k writes
-        # the k-th byte of every value, passes run from the widest down, so such a byte lands
-        # either on byte k' < k of a later value of the same block (written by a later pass)
-        # or, past the block's end, on the fixed block after it (written after all varint
-        # blocks). Where no fixed block that long follows, they go to a scratch byte instead.
-        buffer = np.empty(total + 1, np.uint8)
-        for i, (block, first) in enumerate(zip(blocks, firsts)):
-            if first is None:
-                continue
-            data, widths, widest = block
-            following = blocks[i + 1] if i + 1 < len(blocks) else None
-            spills = not isinstance(following, np.ndarray) or following.shape[1] < widest - 1
-            first += (record_start + starts[i])[:, None]
-            dest = first + (widest - 1)
-            for k in range(widest - 1, -1, -1):
-                if k and spills:
-                    buffer[np.where(widths > k, dest, total)] = data[:, :, k]
-                else:
-                    buffer[dest] = data[:, :, k]
-                dest -= 1
-        for block, start in zip(blocks, starts):
-            if isinstance(block, np.ndarray):
-                index = (record_start + start)[:, None] + np.arange(block.shape[1])
-                buffer[index] = block
-        return buffer[:total], ends
+def _encode(features: Mapping[str, np.ndarray], framed: bool
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (buffer uint8, starts int64 [n], lengths int64 [n]): record i's serialized Example
+    is buffer[starts[i] + h : starts[i] + h + lengths[i]], h = 12 if framed else 0; framed,
+    each record also has its TFRecord frame around it (16 bytes more)."""
+    n, columns = _feature_columns(features)
+    heads, sizes = [], []
+    body = np.zeros(n, np.int64)
+    for name, tag, _, payload in columns:
+        key = name.encode()
+        head = b"\x0a" + _varint(len(key)) + key + b"\x12"
+        list_size = np.where(payload > 0, 1 + _varint_sizes(payload) + payload, 0)
+        feature_size = 1 + _varint_sizes(list_size) + list_size
+        entry_size = len(head) + _varint_sizes(feature_size) + feature_size
+        body += 1 + _varint_sizes(entry_size) + entry_size
+        heads.append(np.frombuffer(head, np.uint8))
+        sizes.append((entry_size, feature_size, list_size))
+    lengths = 1 + _varint_sizes(body) + body
+    header, trailer = (12, 4) if framed else (0, 0)
+    ends = np.cumsum(lengths + (header + trailer))
+    starts = ends - (lengths + (header + trailer))
+    buffer = np.empty(int(ends[-1]) if n else 0, np.uint8)
+    if not n:
+        return buffer, starts, lengths
+    pos = starts + header
+    buffer[pos] = 0x0A
+    pos += 1
+    record_kernels.put_lengths(buffer, pos, body)
+    for (_, tag, values, payload), head, (entry, feature, list_size) in zip(columns, heads,
+                                                                             sizes):
+        record_kernels.put_feature_entry(buffer, pos, head, tag[0], entry, feature, list_size,
+                                         payload)
+        if values.dtype == np.uint8:
+            record_kernels.put_bytes(buffer, pos, values)
+        else:
+            record_kernels.put_varints(buffer, pos, values)
+    if framed:
+        record_kernels.frame_records(buffer, starts, lengths)
+    return buffer, starts, lengths
 
 
 def encode_examples(features: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -322,68 +236,35 @@ def encode_examples(features: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.
     features: name -> [n, d] (or [n]) array; floating dtypes become FloatList (float32), all
       others Int64List. Returns (buffer uint8 [total], ends int64 [n]): record i is
       buffer[ends[i - 1]:ends[i]] (from 0 for i = 0), equal to protobuf's deterministic
-      serialization of the Example. Vectorized: no per-row Python work.
+      serialization of the Example.
     Entries are in Python's sorted key order, which is protobuf's unless one key is a prefix of
     another (upb, protobuf's Python backend, then puts the longer key first); any order parses
     the same, and no schema here has such keys.
     """
-    arrays = {}
-    for name in sorted(features):
-        array = np.asarray(features[name])
-        arrays[name] = array[:, None] if array.ndim == 1 else array
-    rows = {a.shape[0] for a in arrays.values()}
-    if len(rows) > 1:
-        raise ValueError(f"features have different numbers of rows: "
-                         f"{ {k: a.shape[0] for k, a in arrays.items()} }")
-    n = rows.pop() if rows else 0
-    if not n:
-        return np.zeros(0, np.uint8), np.zeros(0, np.int64)
-    entries = _Layout(n)  # everything after the record's own tag and length
-    body = 0  # each row's byte count of `entries`
-    for name, array in arrays.items():
-        key = name.encode()
-        payload = _Layout(n)
-        if array.dtype.kind == "f":
-            tag = b"\x12"
-            payload.raw(np.ascontiguousarray(array, "<f4").view(np.uint8).reshape(n, -1))
-            size = 4 * array.shape[1]
-        else:
-            tag = b"\x1a"
-            if array.dtype.kind not in "iu":
-                array = array.astype(np.int64)
-            if array.dtype.kind == "i" and array.size and int(array.min()) < 0:
-                array = array.astype(np.int64).view(np.uint64)  # 10-byte two's complement
-            size = payload.varints(array)
-        # entry = 0x0A len(entry) {0x0A len(key) key 0x12 len(feature) {tag len(list)
-        #         {0x0A len(values) values}}}; an empty list is just `tag 0`.
-        head = b"\x0a" + _varint(len(key)) + key + b"\x12"
-        if isinstance(size, int):
-            value_list = b"\x0a" + _varint(size) if size else b""
-            feature = tag + _varint(len(value_list) + size) + value_list
-            feature_size = len(feature) + size
-            entry_size = len(head) + len(_varint(feature_size)) + feature_size
-            entries.const(b"\x0a" + _varint(entry_size) + head + _varint(feature_size)
-                          + feature)
-        else:
-            list_size = 1 + _varint_sizes(size) + size
-            feature_size = 1 + _varint_sizes(list_size) + list_size
-            entry_size = len(head) + _varint_sizes(feature_size) + feature_size
-            entries.const(b"\x0a")
-            entries.length(entry_size)
-            entries.const(head)
-            entries.length(feature_size)
-            entries.const(tag)
-            entries.length(list_size)
-            entries.const(b"\x0a")
-            entries.length(size)
-        body = body + 1 + (len(_varint(entry_size)) if isinstance(entry_size, int)
-                           else _varint_sizes(entry_size)) + entry_size
-        entries.parts.extend(payload.parts)
-    record = _Layout(n)
-    record.const(b"\x0a")
-    record.length(body)
-    record.parts.extend(entries.parts)
-    return record.encode()
+    buffer, starts, lengths = _encode(features, framed=False)
+    return buffer, starts + lengths
+
+
+def encode_tfrecords(features: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Row i of every array -> one Example (as encode_examples), framed as a TFRecord.
+
+    Returns uint8 [total]: the bytes a .tfrecord file of these records holds, in row order
+    (what tf.io.TFRecordWriter writes for them); write it with write_tfrecord_chunks.
+    """
+    return _encode(features, framed=True)[0]
+
+
+def frame_tfrecords(records: Sequence[bytes]) -> np.ndarray:
+    """Serialized records -> their TFRecord file bytes (uint8), as tf.io.TFRecordWriter."""
+    lengths = np.fromiter(map(len, records), np.int64, len(records))
+    ends = np.cumsum(lengths + 16)
+    starts = ends - (lengths + 16)
+    buffer = np.empty(int(ends[-1]) if len(records) else 0, np.uint8)
+    data = memoryview(buffer)
+    for start, length, record in zip((starts + 12).tolist(), lengths.tolist(), records):
+        data[start:start + length] = record
+    record_kernels.frame_records(buffer, starts, lengths)
+    return buffer
 
 
 def split_records(buffer: np.ndarray, ends: np.ndarray) -> list[bytes]:
@@ -409,21 +290,48 @@ def tfrecord_options(gzip: bool) -> tf.io.TFRecordOptions:
     return tf.io.TFRecordOptions(compression_type="GZIP" if gzip else "")
 
 
+_FRAME_BATCH = 4096  # records framed per call by write_tfrecord
+
+
+def write_tfrecord_chunks(path: str, chunks: Iterable, gzip: bool = False,
+                          before_commit: Callable[[], None] | None = None) -> None:
+    """Writes TFRecord file bytes (chunks of encode_tfrecords / frame_tfrecords output, in
+    order) to `path` atomically.
+
+    gzip: one gzip stream over all of it (zlib, default level, header without a time stamp,
+    so equal inputs give equal files), which tf.data reads with compression_type="GZIP".
+    before_commit runs after the data is complete and before the rename (e.g. to write a
+    manifest, so that a final file never exists without it).
+    """
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED,
+                                          16 + zlib.MAX_WBITS) if gzip else None
+            for chunk in chunks:
+                f.write(compressor.compress(chunk) if compressor else chunk)
+            if compressor:
+                f.write(compressor.flush())
+        if before_commit is not None:
+            before_commit()
+
+
 def write_tfrecord(path: str, records: Iterable[bytes], gzip: bool = False,
                    before_commit: Callable[[], None] | None = None) -> int:
     """Writes serialized records to `path` atomically; returns how many were written.
 
-    before_commit runs after the data is complete and before the rename (e.g. to write a
-    manifest, so that a final file never exists without it).
+    The file is what tf.io.TFRecordWriter writes (gzip: see write_tfrecord_chunks).
+    before_commit runs after the data is complete and before the rename.
     """
     count = 0
-    with atomic_path(path) as tmp:
-        with tf.io.TFRecordWriter(tmp, tfrecord_options(gzip)) as writer:
-            for record in records:
-                writer.write(record)
-                count += 1
-        if before_commit is not None:
-            before_commit()
+
+    def chunks():
+        nonlocal count
+        iterator = iter(records)
+        while batch := list(islice(iterator, _FRAME_BATCH)):
+            count += len(batch)
+            yield frame_tfrecords(batch)
+
+    write_tfrecord_chunks(path, chunks(), gzip, before_commit)
     return count
 
 

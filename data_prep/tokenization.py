@@ -229,20 +229,28 @@ class FullTokenizer:
 
     def _wordpiece(self, word: str) -> tuple[str, ...]:
         """Greedy longest-match-first; any unmatched position -> (UNK,)."""
+        inv_vocab = self.inv_vocab
+        return tuple(inv_vocab[i] for i in self.wordpiece_ids(word))
+
+    def wordpiece_ids(self, word: str) -> tuple[int, ...]:
+        """The ids of `word`'s pieces (one word of BasicTokenizer's output): greedy
+        longest-match-first; a word with any unmatched position, or over
+        MAX_CHARS_PER_WORD characters, is (unk_id,)."""
         if len(word) > MAX_CHARS_PER_WORD:
-            return (UNK,)
-        vocab, pieces, start, n = self.vocab, [], 0, len(word)
+            return (self.unk_id,)
+        get, ids, start, n = self.vocab.get, [], 0, len(word)
+        longest = self._max_piece_chars
         while start < n:
             prefix = SUFFIX if start else ""
-            for end in range(min(n, start + self._max_piece_chars), start, -1):
-                piece = prefix + word[start:end]
-                if piece in vocab:
-                    pieces.append(piece)
+            for end in range(min(n, start + longest), start, -1):
+                piece_id = get(prefix + word[start:end])
+                if piece_id is not None:
+                    ids.append(piece_id)
                     start = end
                     break
             else:
-                return (UNK,)
-        return tuple(pieces)
+                return (self.unk_id,)
+        return tuple(ids)
 
     def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:
         """Token strings -> ids; tokens not in the vocab map to [UNK]."""
