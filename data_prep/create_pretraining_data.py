@@ -59,7 +59,7 @@ import multiprocessing
 import os
 import random
 import time
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from absl import app, flags, logging
@@ -75,6 +75,7 @@ FORMAT_VERSION = 1
 SUMMARY_NAME = "summary.json"
 _TOKENIZE_BATCH = 2048
 _PROGRESS_SECONDS = 10.0
+_ENCODE_BATCH = 2048  # records per chunk
 RNG_MODES = ("original", "vectorized")
 
 
@@ -267,11 +268,40 @@ def keep_freed_memory() -> None:
     mallopt(m_trim_threshold, 64 << 20)
 
 
+def _record_chunks(documents: list, vocab: inst.VocabIds, settings: Settings, seed: int,
+                   stats: dict, timings: dict) -> Iterator[tuple[np.ndarray, int]]:
+    """-> (TFRecord file bytes, instance count) per batch of a shard, in final order; adds the
+    summary counts to stats and the encoding seconds to timings["encode"]."""
+    from data_prep import pretraining_records, tfrecords
+    options = settings.options
+    if settings.rng == "vectorized":  # the original's rules, numpy draws, padded batches
+        for batch in instances_vectorized.iter_instance_batches(
+                documents, vocab, options, settings.dupe_factor, seed, stats):
+            encode_start = time.time()
+            _batch_stats(batch.features, batch.target_seq_length, vocab, options, stats)
+            chunk = tfrecords.encode_tfrecords(batch.features)
+            timings["encode"] = timings.get("encode", 0.0) + time.time() - encode_start
+            yield chunk, len(batch)
+        return
+    # The original's instances, draw for draw, as one table; records straight from its rows.
+    table = instances_compiled.create_table(documents, vocab, options, settings.dupe_factor,
+                                            random.Random(seed), stats)
+    encode_start = time.time()
+    for key, value in pretraining_records.table_stats(table, vocab, options).items():
+        stats[key] = stats.get(key, 0) + value
+    for start in range(0, len(table), _ENCODE_BATCH):
+        stop = min(start + _ENCODE_BATCH, len(table))
+        chunk = pretraining_records.encode(table, start, stop, vocab, options)
+        timings["encode"] = timings.get("encode", 0.0) + time.time() - encode_start
+        yield chunk, stop - start
+        encode_start = time.time()
+
+
 def process_shard(job: ShardJob) -> dict:
     """Builds one shard (atomically) and returns its manifest: counts + fingerprint."""
     from data_prep import tfrecords
     keep_freed_memory()
-    settings, options = job.settings, job.settings.options
+    settings = job.settings
     start = time.time()
     cpu_start = time.process_time()
     vocab = load_vocab_ids(settings.vocab_file)
@@ -292,21 +322,9 @@ def process_shard(job: ShardJob) -> dict:
     chunks: list[np.ndarray] = []  # the shard's TFRecord file bytes, a chunk per batch
     encoded = 0
     last_log = time.time()
-    # Both modes give padded batches in final (shuffled) order: --rng=original the original's
-    # instances draw for draw (instances_compiled), --rng=vectorized its rules with numpy draws.
-    if settings.rng == "vectorized":
-        batches = instances_vectorized.iter_instance_batches(
-            documents, vocab, options, settings.dupe_factor, job.seed, stats)
-    else:
-        batches = instances_compiled.iter_instance_batches(
-            documents, vocab, options, settings.dupe_factor, random.Random(job.seed), stats)
-    for instance_batch in batches:
-        encode_start = time.time()
-        _batch_stats(instance_batch.features, instance_batch.target_seq_length, vocab, options,
-                     stats)
-        chunks.append(tfrecords.encode_tfrecords(instance_batch.features))
-        encoded += len(instance_batch)
-        timings["encode"] = timings.get("encode", 0.0) + time.time() - encode_start
+    for chunk, count in _record_chunks(documents, vocab, settings, job.seed, stats, timings):
+        chunks.append(chunk)
+        encoded += count
         if time.time() - last_log > _PROGRESS_SECONDS:
             last_log = time.time()
             logging.info("shard %d: %d instances, %.0f instances/s", job.index,

@@ -18,6 +18,7 @@ rows of that table, in final order, into the padded feature arrays of data_prep.
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Iterator, Sequence
 
@@ -366,11 +367,29 @@ def _num_to_predict_table(options: inst.InstanceOptions) -> np.ndarray:
                      for n in range(options.max_seq_length + 1)], np.int64)
 
 
-def iter_instance_batches(documents: Sequence[inst.Document], vocab: inst.VocabIds,
-                          options: inst.InstanceOptions, dupe_factor: int, rng: random.Random,
-                          counters: dict | None = None,
-                          batch_size: int = BATCH_SIZE) -> Iterator[InstanceBatch]:
-    """instances.create_training_instances as padded batches in final (shuffled) order.
+@dataclasses.dataclass(frozen=True)
+class InstanceTable:
+    """A pool's instances in final order, before padding.
+
+    rows: int64 [n, 7] (A start, A length, B start, B length in `tokens`, is_random_next,
+    target length, number masked); masked: int64 [n, 3, max_predictions_per_seq] (sorted
+    positions, original ids, new ids; the first rows[:, 6] entries); tokens: int64, the pool's
+    segments back to back.
+    """
+
+    rows: np.ndarray
+    masked: np.ndarray
+    tokens: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def create_table(documents: Sequence[inst.Document], vocab: inst.VocabIds,
+                 options: inst.InstanceOptions, dupe_factor: int, rng: random.Random,
+                 counters: dict | None = None, group_segments: int = BATCH_SIZE
+                 ) -> InstanceTable:
+    """instances.create_training_instances as an InstanceTable, final shuffle included.
 
     The same instances, in the same order, as `create_training_instances(documents, vocab,
     options, dupe_factor, rng)`, and rng ends in the same state. rng must be a plain
@@ -399,11 +418,11 @@ def iter_instance_batches(documents: Sequence[inst.Document], vocab: inst.VocabI
     seg_counts = corpus.doc_end - corpus.doc_start
     seq, pred = options.max_seq_length, options.max_predictions_per_seq
     tables, masks, short = [], [], 0
-    # Documents are processed in groups of about batch_size segments: a pass over a document
-    # makes at most one instance per segment, so each group's arrays are sized in advance.
+    # Documents are processed in groups of about group_segments segments: a pass over a
+    # document makes at most one instance per segment, so each group's arrays are sized first.
     group_ends = np.searchsorted(np.cumsum(seg_counts[docs]),
-                                 np.arange(batch_size, seg_counts.sum() + batch_size,
-                                           batch_size), "left") + 1
+                                 np.arange(group_segments, seg_counts.sum() + group_segments,
+                                           group_segments), "left") + 1
     bounds = np.unique(np.concatenate([[0], np.minimum(group_ends, num_docs)]))
     for _ in range(dupe_factor):
         for first, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
@@ -428,21 +447,36 @@ def iter_instance_batches(documents: Sequence[inst.Document], vocab: inst.VocabI
     if counters is not None:
         counters["document_passes"] = counters.get("document_passes", 0) + dupe_factor * num_docs
         counters["short_targets"] = counters.get("short_targets", 0) + short
-    for start in range(0, len(order), batch_size):
-        take = order[start:start + batch_size]
-        n = len(take)
-        features = {
-            "input_ids": np.zeros((n, seq), np.int32),
-            "input_mask": np.zeros((n, seq), np.int32),
-            "segment_ids": np.zeros((n, seq), np.int32),
-            "masked_lm_positions": np.zeros((n, pred), np.int32),
-            "masked_lm_ids": np.zeros((n, pred), np.int32),
-            "masked_lm_weights": np.zeros((n, pred), np.float32),
-            "next_sentence_labels": np.zeros((n, 1), np.int32),
-        }
-        _fill(rows[take], masked[take], tokens, seq, vocab.cls_id, vocab.sep_id,
-              *features.values())
-        yield InstanceBatch(features, rows[take, 5].copy())
+    return InstanceTable(rows[order], masked[order], tokens)
+
+
+def padded_batch(table: InstanceTable, start: int, stop: int, vocab: inst.VocabIds,
+                 options: inst.InstanceOptions) -> InstanceBatch:
+    """Rows start..stop-1 of a table as padded feature arrays (data_prep.tfrecords schema)."""
+    n, seq, pred = stop - start, options.max_seq_length, options.max_predictions_per_seq
+    features = {
+        "input_ids": np.zeros((n, seq), np.int32),
+        "input_mask": np.zeros((n, seq), np.int32),
+        "segment_ids": np.zeros((n, seq), np.int32),
+        "masked_lm_positions": np.zeros((n, pred), np.int32),
+        "masked_lm_ids": np.zeros((n, pred), np.int32),
+        "masked_lm_weights": np.zeros((n, pred), np.float32),
+        "next_sentence_labels": np.zeros((n, 1), np.int32),
+    }
+    rows = table.rows[start:stop]
+    _fill(rows, table.masked[start:stop], table.tokens, seq, vocab.cls_id, vocab.sep_id,
+          *features.values())
+    return InstanceBatch(features, rows[:, 5].copy())
+
+
+def iter_instance_batches(documents: Sequence[inst.Document], vocab: inst.VocabIds,
+                          options: inst.InstanceOptions, dupe_factor: int, rng: random.Random,
+                          counters: dict | None = None,
+                          batch_size: int = BATCH_SIZE) -> Iterator[InstanceBatch]:
+    """create_table's instances as padded batches of up to batch_size rows, in final order."""
+    table = create_table(documents, vocab, options, dupe_factor, rng, counters, batch_size)
+    for start in range(0, len(table), batch_size):
+        yield padded_batch(table, start, min(start + batch_size, len(table)), vocab, options)
 
 
 def warm_up() -> None:

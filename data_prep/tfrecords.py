@@ -175,7 +175,7 @@ def _feature_columns(features: Mapping[str, np.ndarray]) -> tuple[int, list]:
         array = array[:, None] if array.ndim == 1 else array
         rows[name] = n = array.shape[0]
         if array.dtype.kind == "f":
-            values = np.ascontiguousarray(array, "<f4").view(np.uint8).reshape(n, -1)
+            values = np.ascontiguousarray(array, "<f4").view(np.uint8).reshape(n, 4 * array.shape[1])
             columns.append((name, b"\x12", values, np.full(n, values.shape[1], np.int64)))
         elif array.size and 0 <= array.min() and array.max() < 128:  # 1-byte varints: bytes
             values = np.ascontiguousarray(array, np.uint8)

@@ -108,3 +108,31 @@ def test_a_subclass_of_random_is_refused():
         list(compiled.iter_instance_batches(id_documents(vocab, docs),
                                             inst.VocabIds.from_vocab(vocab),
                                             inst.InstanceOptions(), 1, Other(0)))
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"do_whole_word_mask": True, "max_seq_length": 64, "max_predictions_per_seq": 10},
+    {"max_seq_length": 300, "max_predictions_per_seq": 45},       # 2-byte positions
+    {"max_seq_length": 5, "max_predictions_per_seq": 1},
+])
+def test_records_from_the_table_equal_the_generic_encoder(options):
+    """pretraining_records.encode == tfrecords.encode_tfrecords of the padded batch, and its
+    table_stats == create_pretraining_data's statistics of the padded arrays."""
+    from data_prep import create_pretraining_data as cpd
+    from data_prep import pretraining_records
+    tokenizer = full_tokenizer()
+    docs = [[tokenizer.convert_tokens_to_ids(seg) for seg in doc]
+            for doc in corpus_documents(1)]
+    vocab_ids = inst.VocabIds.from_vocab(tokenizer.vocab)
+    o = inst.InstanceOptions(**options)
+    table = compiled.create_table(docs, vocab_ids, o, 1, random.Random(4))
+    n = len(table)
+    for start, stop in [(0, n), (5, 77), (n - 1, n), (3, 3)]:
+        batch = compiled.padded_batch(table, start, stop, vocab_ids, o)
+        assert (pretraining_records.encode(table, start, stop, vocab_ids, o).tobytes()
+                == tfrecords.encode_tfrecords(batch.features).tobytes())
+    batch = compiled.padded_batch(table, 0, n, vocab_ids, o)
+    expected = {}
+    cpd._batch_stats(batch.features, batch.target_seq_length, vocab_ids, o, expected)
+    assert pretraining_records.table_stats(table, vocab_ids, o) == expected
