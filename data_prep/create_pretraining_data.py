@@ -27,20 +27,22 @@ Deviations from the original, on purpose:
     run over whole batches of lines with a memo per distinct whitespace token
     (data_prep/line_tokenizer.py: the same ids, ~1.3x less CPU from cold, ~2.5x once warm).
 
-Speed (CPU time per instance, benchmarks/bench_create_pretraining_data.py): the draw-exact
-instances cost ~20 us each in Python, most of it the ~125 random draws of the candidate
-shuffle that reproducing the original's draws requires; the rest of a shard costs ~12 us
-(tokenizing ~3, building the padded arrays from the instance objects ~3, tf.train.Example
-bytes ~2.5, all in numpy: data_prep/tfrecords.py encode_examples, TFRecord writing ~1.5).
+Speed (CPU time per instance at max_seq_length=128, benchmarks/bench_create_pretraining_data.py;
+~7.2 us in all, ~16x less than the original algorithm): tokenizing ~3 us (Python, one memo
+lookup per whitespace token, WordPiece once per distinct word), instances ~2.5 us
+(data_prep/instances_compiled.py: the original's steps and CPython's own random draws in
+compiled code, so the instances, their order and the generator's final state are those of
+data_prep/instances.py), Example bytes with their TFRecord frame ~1 us (written straight
+from the instance table by data_prep/pretraining_records.py), file writing ~0.3 us.
 
 --rng=vectorized (opt-in; default --rng=original) builds the instances with numpy instead
 (data_prep/instances_vectorized.py): the same rules and probabilities (target lengths, chunking,
 split point, 50% random next with unused segments given back, truncation, 15% masking with
 80/10/10, whole words, final shuffle), but not the original's random stream, so not its bytes.
-Instances then cost ~2.5 us each instead of ~20 us, and a whole shard ~10 us an instance
-instead of ~35 us (tokenizing, Example encoding and writing remain). Shard k draws from PCG64
-seeded with random_seed + k, so this output too is byte-identical for any num_workers; the
-mode is part of each shard's fingerprint, so a resumed run never mixes modes.
+It was the fast mode while the draw-exact one ran in Python (~20 us an instance); since the
+draw-exact instances are compiled, both cost about the same end to end. Shard k draws from
+PCG64 seeded with random_seed + k, so this output too is byte-identical for any num_workers;
+the mode is part of each shard's fingerprint, so a resumed run never mixes modes.
 
 Each shard is written to `<shard>.tmp-<host>-<pid>-<random>` and renamed when complete; its
 manifest `<shard>.manifest.json` (counts + a fingerprint of everything that determines the bytes) is
@@ -50,8 +52,10 @@ short-target rate) is logged and written as JSON beside the shards.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import gc
 import hashlib
 import itertools
 import json
@@ -153,69 +157,90 @@ TOKENIZERS = ("python", "tf_text")
 _TOKENIZE_FNS: dict = {}
 
 
-def batch_tokenizer(name: str, vocab_file: str,
-                    do_lower_case: bool) -> Callable[[list[str]], list[list[int]]]:
-    """texts -> token ids, cached per process.
+class _FlatLists:
+    """A texts -> list-of-id-lists tokenizer with LineTokenizer's `flat` method."""
 
-    "python": tokenization.FullTokenizer (table-driven, memoised: on this 2-core CPU it did
-    the 1.4 MB shipped corpus in 0.26 s with its set-up, the in-graph one in 0.33 s plus 1.1 s
-    of set-up); "tf_text": tokenization.BertTextTokenizer.batch_tokenize.
+    def __init__(self, tokenize: Callable[[list[str]], list[list[int]]]):
+        self.tokenize = tokenize
+
+    def flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        lists = self.tokenize(list(texts))
+        return (np.fromiter(itertools.chain.from_iterable(lists), np.int32),
+                np.fromiter(map(len, lists), np.int64, len(lists)))
+
+
+def batch_tokenizer(name: str, vocab_file: str, do_lower_case: bool):
+    """A tokenizer with `flat(texts) -> (ids int32 [total], ids per text int64 [n])`, cached
+    per process.
+
+    "python": line_tokenizer.LineTokenizer, tokenization.FullTokenizer's ids through a
+    compiled table of the distinct tokens (the fastest here); "tf_text":
+    tokenization.BertTextTokenizer.batch_tokenize (in-graph; same ids).
     """
     key = (name, vocab_file, do_lower_case)
     if key not in _TOKENIZE_FNS:
         from data_prep import tokenization
         if name == "python":
             from data_prep import line_tokenizer
-            tokenize = line_tokenizer.LineTokenizer(
+            tokenizer = line_tokenizer.LineTokenizer(
                 tokenization.FullTokenizer(vocab_file, do_lower_case))
         elif name == "tf_text":
-            tokenize = functools.partial(
+            tokenizer = _FlatLists(functools.partial(
                 tokenization.BertTextTokenizer(vocab_file, do_lower_case).batch_tokenize,
-                batch_size=_TOKENIZE_BATCH)
+                batch_size=_TOKENIZE_BATCH))
         else:
             raise ValueError(f"--tokenizer must be one of {TOKENIZERS}, got {name!r}")
-        _TOKENIZE_FNS[key] = tokenize
+        _TOKENIZE_FNS[key] = tokenizer
     return _TOKENIZE_FNS[key]
 
 
-def read_documents(paths: Sequence[str], batch_tokenize: Callable[[list[str]], list[list[int]]],
-                   stats: dict | None = None) -> list[list[list[int]]]:
-    """Files in the input format -> documents -> segments -> token ids.
+def read_corpus(paths: Sequence[str], tokenizer, stats: dict | None = None) -> inst.Corpus:
+    """Files in the input format -> documents -> segments -> token ids, as flat arrays.
 
     A blank line ends a document, and so does the end of a file; lines that tokenize to
-    nothing are dropped (as in the original). Warns about empty files and files without any
-    blank-line document break. `stats` gets files / input_bytes / lines counts added.
+    nothing are dropped (as in the original), and so are documents left without lines. Warns
+    about empty files and files without any blank-line document break. tokenizer: see
+    batch_tokenizer. `stats` gets files / input_bytes / lines counts added.
     """
     stats = stats if stats is not None else {}
-    documents: list[list[list[int]]] = []
+    ids_parts, length_parts, doc_parts = [], [], []
+    num_docs = 0
     for path in paths:
         with open(path, "rb") as f:
             data = f.read()
         text = sentences.decode_text(data, path)
-        # Runs of non-blank lines; the first starts the file's first document (a new file
-        # starts a new document), each later one a new document.
-        runs = [list(run) for nonblank, run in
-                itertools.groupby([raw.strip() for raw in text.split("\n")], key=bool)
-                if nonblank]
-        lines = list(itertools.chain.from_iterable(runs))
-        token_ids: list = []
+        stripped = [raw.strip() for raw in text.split("\n")]
+        nonblank = np.fromiter(map(bool, stripped), bool, len(stripped))
+        # A run of non-blank lines is a document: number each line by the run it is in.
+        run_starts = nonblank & ~np.concatenate([[False], nonblank[:-1]])
+        line_doc = (np.cumsum(run_starts) - 1 + num_docs)[nonblank]
+        runs = int(run_starts.sum())
+        num_docs += runs
+        lines = [line for line in stripped if line]
         for start in range(0, len(lines), _TOKENIZE_BATCH):
-            token_ids.extend(batch_tokenize(lines[start:start + _TOKENIZE_BATCH]))
-        position = 0
-        for run in runs:
-            documents.append([ids if type(ids) is list else list(ids)
-                              for ids in token_ids[position:position + len(run)] if len(ids)])
-            position += len(run)
+            ids, lengths = tokenizer.flat(lines[start:start + _TOKENIZE_BATCH])
+            ids_parts.append(ids)
+            length_parts.append(lengths)
+        doc_parts.append(line_doc)
         if not lines:
             logging.warning("%s: no text (empty file)", path)
-        elif len(runs) == 1 and len(lines) > 1:
+        elif runs == 1 and len(lines) > 1:
             logging.warning("%s: no blank line between documents, so the whole file is one "
                             "document of %d lines (the input format is one sentence per line "
                             "and a blank line after each document)", path, len(lines))
         stats["files"] = stats.get("files", 0) + 1
         stats["input_bytes"] = stats.get("input_bytes", 0) + len(data)
         stats["lines"] = stats.get("lines", 0) + len(lines)
-    return [d for d in documents if d]
+    tokens = np.concatenate(ids_parts) if ids_parts else np.zeros(0, np.int32)
+    lengths = np.concatenate(length_parts) if length_parts else np.zeros(0, np.int64)
+    line_doc = np.concatenate(doc_parts) if doc_parts else np.zeros(0, np.int64)
+    keep = lengths > 0
+    seg_lengths, seg_doc = lengths[keep], line_doc[keep]
+    seg_cum = np.zeros(len(seg_lengths) + 1, np.int64)
+    np.cumsum(seg_lengths, out=seg_cum[1:])
+    firsts = np.flatnonzero(np.diff(seg_doc, prepend=-1) != 0)  # a document's first segment
+    return inst.Corpus(tokens.astype(np.int32, copy=False), seg_cum, firsts,
+                       np.append(firsts[1:], len(seg_doc)).astype(np.int64))
 
 
 def _batch_stats(arrays: dict, target_seq_lengths: np.ndarray, vocab: inst.VocabIds,
@@ -268,7 +293,7 @@ def keep_freed_memory() -> None:
     mallopt(m_trim_threshold, 64 << 20)
 
 
-def _record_chunks(documents: list, vocab: inst.VocabIds, settings: Settings, seed: int,
+def _record_chunks(corpus: inst.Corpus, vocab: inst.VocabIds, settings: Settings, seed: int,
                    stats: dict, timings: dict) -> Iterator[tuple[np.ndarray, int]]:
     """-> (TFRecord file bytes, instance count) per batch of a shard, in final order; adds the
     summary counts to stats and the encoding seconds to timings["encode"]."""
@@ -276,7 +301,7 @@ def _record_chunks(documents: list, vocab: inst.VocabIds, settings: Settings, se
     options = settings.options
     if settings.rng == "vectorized":  # the original's rules, numpy draws, padded batches
         for batch in instances_vectorized.iter_instance_batches(
-                documents, vocab, options, settings.dupe_factor, seed, stats):
+                corpus, vocab, options, settings.dupe_factor, seed, stats):
             encode_start = time.time()
             _batch_stats(batch.features, batch.target_seq_length, vocab, options, stats)
             chunk = tfrecords.encode_tfrecords(batch.features)
@@ -284,7 +309,7 @@ def _record_chunks(documents: list, vocab: inst.VocabIds, settings: Settings, se
             yield chunk, len(batch)
         return
     # The original's instances, draw for draw, as one table; records straight from its rows.
-    table = instances_compiled.create_table(documents, vocab, options, settings.dupe_factor,
+    table = instances_compiled.create_table(corpus, vocab, options, settings.dupe_factor,
                                             random.Random(seed), stats)
     encode_start = time.time()
     for key, value in pretraining_records.table_stats(table, vocab, options).items():
@@ -297,8 +322,30 @@ def _record_chunks(documents: list, vocab: inst.VocabIds, settings: Settings, se
         encode_start = time.time()
 
 
+@contextlib.contextmanager
+def _collector_skips_older_objects() -> Iterator[None]:
+    """Keeps Python's cyclic garbage collector off the objects that exist before a shard.
+
+    A shard allocates millions of short-lived objects, and now and then that starts a full
+    collection, which walks every object of the process -- with TensorFlow imported, over a
+    million: measured 0.2-0.25 s each, as long as tokenizing a whole book. `gc.freeze()` sets
+    the existing objects aside, so collections during the shard walk only the shard's own;
+    `gc.unfreeze()` afterwards hands them back to the collector (nothing is kept alive).
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def process_shard(job: ShardJob) -> dict:
     """Builds one shard (atomically) and returns its manifest: counts + fingerprint."""
+    with _collector_skips_older_objects():
+        return _process_shard(job)
+
+
+def _process_shard(job: ShardJob) -> dict:
     from data_prep import tfrecords
     keep_freed_memory()
     settings = job.settings
@@ -307,22 +354,22 @@ def process_shard(job: ShardJob) -> dict:
     vocab = load_vocab_ids(settings.vocab_file)
     stats: dict = {}
     timings: dict = {}  # wall seconds per stage, and the shard's CPU seconds, for the manifest
-    tokenize = batch_tokenizer(settings.tokenizer, settings.vocab_file, settings.do_lower_case)
-    documents = read_documents(job.input_files, tokenize, stats)
+    tokenizer = batch_tokenizer(settings.tokenizer, settings.vocab_file, settings.do_lower_case)
+    corpus = read_corpus(job.input_files, tokenizer, stats)
     timings["read_tokenize"] = time.time() - start
-    stats["documents"] = len(documents)
-    stats["segments"] = sum(len(d) for d in documents)
-    stats["input_tokens"] = sum(len(s) for d in documents for s in d)
-    if not documents:
+    stats["documents"] = len(corpus.doc_start)
+    stats["segments"] = len(corpus.seg_cum) - 1
+    stats["input_tokens"] = len(corpus.tokens)
+    if not stats["documents"]:
         logging.warning("shard %d (%s): no documents; writing an empty shard",
                         job.index, ", ".join(job.input_files))
-    elif len(documents) == 1:
+    elif stats["documents"] == 1:
         logging.warning("shard %d (%s): only one document, so random-next segments come from "
                         "that same document", job.index, ", ".join(job.input_files))
     chunks: list[np.ndarray] = []  # the shard's TFRecord file bytes, a chunk per batch
     encoded = 0
     last_log = time.time()
-    for chunk, count in _record_chunks(documents, vocab, settings, job.seed, stats, timings):
+    for chunk, count in _record_chunks(corpus, vocab, settings, job.seed, stats, timings):
         chunks.append(chunk)
         encoded += count
         if time.time() - last_log > _PROGRESS_SECONDS:
@@ -587,8 +634,8 @@ def define_flags() -> None:
                       "table-driven Python FullTokenizer (faster on CPU) or the in-graph "
                       "tensorflow-text BertTextTokenizer.")
     flags.DEFINE_enum("rng", "original", list(RNG_MODES), "original: the original script's "
-                      "random draws, instance for instance. vectorized: the same rules and "
-                      "probabilities drawn with numpy in batches (~8x less instance time; "
+                      "random draws, instance for instance (compiled). vectorized: the same "
+                      "rules and probabilities drawn with numpy in batches (about as fast; "
                       "deterministic, but other instances than the original's).")
 
 

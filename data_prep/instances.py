@@ -31,7 +31,10 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from itertools import chain
 from typing import Iterator, Mapping, Sequence
+
+import numpy as np
 
 WWM_MASK_DECISIONS = ("per_piece", "per_word")
 REQUIRED_TOKENS = ("[CLS]", "[SEP]", "[MASK]")
@@ -92,6 +95,48 @@ class VocabIds:
                 is_subword[index] = True
         return cls(vocab["[CLS]"], vocab["[SEP]"], vocab["[MASK]"],
                    tuple(vocab.values()), tuple(is_subword))
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+    """Documents as flat arrays (what the compiled and vectorized engines work on).
+
+    tokens: int32 [num_tokens], all segments back to back; seg_cum: int64 [num_segments + 1]
+    token offsets of the segments; doc_start / doc_end: int64 [num_documents] segment ranges.
+    Every document has a segment and every segment a token.
+    """
+
+    tokens: np.ndarray
+    seg_cum: np.ndarray
+    doc_start: np.ndarray
+    doc_end: np.ndarray
+
+    @classmethod
+    def from_documents(cls, documents: Sequence[Document]) -> "Corpus":
+        """Nested documents -> Corpus; empty documents are dropped, empty segments refused."""
+        documents = [d for d in documents if len(d)]
+        seg_lengths = np.fromiter((len(s) for d in documents for s in d), np.int64)
+        if seg_lengths.size and seg_lengths.min() < 1:
+            raise ValueError("empty segment: a document's segments must hold tokens")
+        seg_cum = np.zeros(len(seg_lengths) + 1, np.int64)
+        np.cumsum(seg_lengths, out=seg_cum[1:])
+        tokens = np.fromiter(chain.from_iterable(chain.from_iterable(documents)), np.int32,
+                             int(seg_cum[-1]))
+        doc_end = np.cumsum(np.fromiter((len(d) for d in documents), np.int64,
+                                        len(documents)))
+        doc_start = doc_end - np.fromiter((len(d) for d in documents), np.int64,
+                                          len(documents))
+        return cls(tokens, seg_cum, doc_start, doc_end)
+
+    @classmethod
+    def of(cls, documents: "Sequence[Document] | Corpus") -> "Corpus":
+        return documents if isinstance(documents, Corpus) else cls.from_documents(documents)
+
+    def documents(self) -> list[list[list[int]]]:
+        """Back to nested lists: documents -> segments -> token ids."""
+        tokens, seg_cum = self.tokens.tolist(), self.seg_cum.tolist()
+        return [[tokens[seg_cum[k]:seg_cum[k + 1]] for k in range(start, end)]
+                for start, end in zip(self.doc_start.tolist(), self.doc_end.tolist())]
 
 
 @dataclasses.dataclass(frozen=True)

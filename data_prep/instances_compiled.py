@@ -26,7 +26,7 @@ import numba
 import numpy as np
 
 from data_prep import instances as inst
-from data_prep.instances_vectorized import InstanceBatch, _Corpus, _vocab_arrays
+from data_prep.instances_vectorized import InstanceBatch, _vocab_arrays
 
 BATCH_SIZE = 2048
 
@@ -385,7 +385,7 @@ class InstanceTable:
         return len(self.rows)
 
 
-def create_table(documents: Sequence[inst.Document], vocab: inst.VocabIds,
+def create_table(documents: Sequence[inst.Document] | inst.Corpus, vocab: inst.VocabIds,
                  options: inst.InstanceOptions, dupe_factor: int, rng: random.Random,
                  counters: dict | None = None, group_segments: int = BATCH_SIZE
                  ) -> InstanceTable:
@@ -402,7 +402,7 @@ def create_table(documents: Sequence[inst.Document], vocab: inst.VocabIds,
     if dupe_factor < 1:
         raise ValueError(f"dupe_factor must be >= 1, got {dupe_factor}")
     state, rest = _state_from(rng)
-    corpus = _Corpus.from_documents(documents)
+    corpus = inst.Corpus.of(documents)
     num_docs = len(corpus.doc_start)
     random_ids, is_subword = _vocab_arrays(vocab)
     random_ids = random_ids.astype(np.int64)
@@ -469,7 +469,8 @@ def padded_batch(table: InstanceTable, start: int, stop: int, vocab: inst.VocabI
     return InstanceBatch(features, rows[:, 5].copy())
 
 
-def iter_instance_batches(documents: Sequence[inst.Document], vocab: inst.VocabIds,
+def iter_instance_batches(documents: Sequence[inst.Document] | inst.Corpus,
+                          vocab: inst.VocabIds,
                           options: inst.InstanceOptions, dupe_factor: int, rng: random.Random,
                           counters: dict | None = None,
                           batch_size: int = BATCH_SIZE) -> Iterator[InstanceBatch]:

@@ -50,7 +50,6 @@ batches of BATCH_SIZE rows gives the padded feature arrays of data_prep.tfrecord
 from __future__ import annotations
 
 import dataclasses
-from itertools import chain
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -86,36 +85,6 @@ class InstanceBatch:
         return len(self.target_seq_length)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Corpus:
-    """A shard's documents as arrays.
-
-    tokens: int32 [num_tokens], all segments back to back; seg_cum: int64 [num_segments + 1]
-    token offsets of the segments; doc_start / doc_end: int64 [num_documents] segment ranges.
-    """
-
-    tokens: np.ndarray
-    seg_cum: np.ndarray
-    doc_start: np.ndarray
-    doc_end: np.ndarray
-
-    @classmethod
-    def from_documents(cls, documents: Sequence[inst.Document]) -> "_Corpus":
-        documents = [d for d in documents if len(d)]
-        seg_lengths = np.fromiter((len(s) for d in documents for s in d), np.int64)
-        if seg_lengths.size and seg_lengths.min() < 1:
-            raise ValueError("empty segment: a document's segments must hold tokens")
-        seg_cum = np.zeros(len(seg_lengths) + 1, np.int64)
-        np.cumsum(seg_lengths, out=seg_cum[1:])
-        tokens = np.fromiter(chain.from_iterable(chain.from_iterable(documents)), np.int32,
-                             int(seg_cum[-1]))
-        doc_end = np.cumsum(np.fromiter((len(d) for d in documents), np.int64,
-                                        len(documents)))
-        doc_start = doc_end - np.fromiter((len(d) for d in documents), np.int64,
-                                          len(documents))
-        return cls(tokens, seg_cum, doc_start, doc_end)
-
-
 def final_lengths(len_a: np.ndarray, len_b: np.ndarray,
                   max_num_tokens: int) -> tuple[np.ndarray, np.ndarray]:
     """The lengths the original's truncate_seq_pair loop leaves (it trims the longer side, B on
@@ -131,7 +100,7 @@ def final_lengths(len_a: np.ndarray, len_b: np.ndarray,
     return np.where(over, new_a, len_a), np.where(over, new_b, len_b)
 
 
-def pair_documents(corpus: _Corpus, options: inst.InstanceOptions, dupe_factor: int,
+def pair_documents(corpus: inst.Corpus, options: inst.InstanceOptions, dupe_factor: int,
                    rng: np.random.Generator, counters: dict | None = None) -> dict:
     """NSP pairs of every (document, dupe pass), truncated, as arrays (not yet shuffled).
 
@@ -209,7 +178,7 @@ def _vocab_arrays(vocab: inst.VocabIds) -> tuple[np.ndarray, np.ndarray]:
 class _Masker:
     """Builds the padded, masked feature arrays of rows of a pair table."""
 
-    def __init__(self, corpus: _Corpus, vocab: inst.VocabIds, options: inst.InstanceOptions):
+    def __init__(self, corpus: inst.Corpus, vocab: inst.VocabIds, options: inst.InstanceOptions):
         seq = options.max_seq_length
         if seq > 2**16:
             raise ValueError(f"max_seq_length must be <= {2**16}, got {seq}")
@@ -403,7 +372,8 @@ class _Masker:
         return positions, weights, group
 
 
-def iter_instance_batches(documents: Sequence[inst.Document], vocab: inst.VocabIds,
+def iter_instance_batches(documents: Sequence[inst.Document] | inst.Corpus,
+                          vocab: inst.VocabIds,
                           options: inst.InstanceOptions, dupe_factor: int, seed: int,
                           counters: dict | None = None,
                           batch_size: int = BATCH_SIZE) -> Iterator[InstanceBatch]:
@@ -418,7 +388,7 @@ def iter_instance_batches(documents: Sequence[inst.Document], vocab: inst.VocabI
     if dupe_factor < 1:
         raise ValueError(f"dupe_factor must be >= 1, got {dupe_factor}")
     rng = make_generator(seed)
-    corpus = _Corpus.from_documents(documents)
+    corpus = inst.Corpus.of(documents)
     table = pair_documents(corpus, options, dupe_factor, rng, counters)
     order = rng.permutation(len(table["target"]))
     table = {k: v[order] for k, v in table.items()}
@@ -428,7 +398,7 @@ def iter_instance_batches(documents: Sequence[inst.Document], vocab: inst.VocabI
         yield InstanceBatch(masker(rows, rng), rows["target"].astype(np.int64))
 
 
-def create_arrays(documents: Sequence[inst.Document], vocab: inst.VocabIds,
+def create_arrays(documents: Sequence[inst.Document] | inst.Corpus, vocab: inst.VocabIds,
                   options: inst.InstanceOptions, dupe_factor: int, seed: int,
                   counters: dict | None = None) -> InstanceBatch:
     """iter_instance_batches concatenated into one InstanceBatch (for tests and small pools)."""

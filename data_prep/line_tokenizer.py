@@ -28,7 +28,9 @@ from __future__ import annotations
 from itertools import chain
 from typing import Sequence
 
-from data_prep import tokenization
+import numpy as np
+
+from data_prep import token_table, tokenization
 
 
 class _CleanKeepingNewline(dict):
@@ -64,15 +66,38 @@ class _TokenIds(dict):
     def __init__(self, full: tokenization.FullTokenizer, limit: int):
         super().__init__()
         self._basic = full.basic_tokenizer.tokenize
+        self._isolate = full.basic_tokenizer.isolate
         self._lower = full.basic_tokenizer.do_lower_case
         self._words = _WordIds(full, limit)
         self._limit = limit
 
-    def __missing__(self, token: str) -> tuple[int, ...]:
+    def compute(self, token: str) -> tuple[int, ...]:
+        """The ids of a token (memoising its words, not the token)."""
         if token.isascii() and token.isalnum():  # most tokens: BasicTokenizer's only change
-            ids = self._words[token.lower() if self._lower else token]  # is the case
-        else:
-            ids = tuple(chain.from_iterable(map(self._words.__getitem__, self._basic(token))))
+            return self._words[token.lower() if self._lower else token]  # is the case
+        return tuple(chain.from_iterable(map(self._words.__getitem__, self._basic(token))))
+
+    def compute_many(self, tokens: Sequence[str]) -> list[tuple[int, ...]]:
+        """[compute(t) for t in tokens], for distinct tokens of cleaned text: the tokens that
+        need more than lower-casing go through BasicTokenizer together, "\\n"-joined (a line
+        break bounds lower-casing and NFD as the end of a text does)."""
+        words, lower = self._words, self._lower
+        out: list = [None] * len(tokens)
+        others = []
+        for k, token in enumerate(tokens):
+            if token.isascii() and token.isalnum():
+                out[k] = words[token.lower() if lower else token]
+            else:
+                others.append(k)
+        if others:
+            parts = self._isolate("\n".join([tokens[k] for k in others])).split("\n")
+            get = words.__getitem__
+            for k, part in zip(others, parts):
+                out[k] = tuple(chain.from_iterable(map(get, part.split())))
+        return out
+
+    def __missing__(self, token: str) -> tuple[int, ...]:
+        ids = self.compute(token)
         if len(self) < self._limit:
             self[token] = ids
         return ids
@@ -88,6 +113,7 @@ class LineTokenizer:
     def __init__(self, full: tokenization.FullTokenizer, cache_limit: int = 1 << 20):
         self.full = full
         self._ids = _TokenIds(full, cache_limit)
+        self._table = token_table.TokenTable(cache_limit)
 
     def __call__(self, texts: Sequence[str]) -> list[list[int]]:
         if not texts:
@@ -99,3 +125,35 @@ class LineTokenizer:
                     for t in texts]
         return [list(chain.from_iterable(map(get, line.split())))
                 for line in joined.translate(_CLEAN_KEEP_NEWLINE).split("\n")]
+
+    def flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """texts -> (ids int32 [total], ids per text int64 [len(texts)]): __call__'s ids, back
+        to back.
+
+        The tokens' ids come from a compiled table (data_prep/token_table.py); tokens it does
+        not hold yet are computed here, with the same rules, and added to it.
+        """
+        if not texts:
+            return np.zeros(0, np.int32), np.zeros(0, np.int64)
+        joined = "\n".join(texts)
+        if joined.count("\n") != len(texts) - 1:  # a text holds "\n": the per-text route
+            return self._flat_lists(texts)
+        data = np.frombuffer(joined.translate(_CLEAN_KEEP_NEWLINE).encode("utf-8",
+                                                                         "surrogatepass"),
+                             np.uint8)
+        ids, lengths, missing = self._table.tokenize(data)
+        while len(missing):  # (a second round only for tokens whose hashes collided)
+            raw = data.tobytes()
+            new = [raw[a:b] for a, b in missing.tolist()]
+            added = self._table.add(new, self._ids.compute_many(
+                [t.decode("utf-8", "surrogatepass") for t in new]))
+            if added < len(new):  # the table is full: these texts the dict way
+                return self._flat_lists(texts)
+            ids, lengths, missing = self._table.tokenize(data)
+        return ids, lengths
+
+    def _flat_lists(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        lists = self(texts)
+        return (np.fromiter(chain.from_iterable(lists), np.int32),
+                np.fromiter(map(len, lists), np.int64, len(lists)))
+

@@ -184,12 +184,17 @@ class BasicTokenizer:
         """Returns the words of `text` (a `str`, or UTF-8 `bytes`)."""
         if isinstance(text, bytes):
             text = text.decode("utf-8", "ignore")  # As the original does.
-        text = text.translate(_CLEAN)
+        return self.isolate(text.translate(_CLEAN)).split()
+
+    def isolate(self, text: str) -> str:
+        """Cleaned text -> the same text with the words separated by whitespace (lower-cased
+        and accent-stripped if do_lower_case, punctuation and CJK isolated): tokenize without
+        the cleaning and the final split. Line breaks stay where they are."""
         if self.do_lower_case:
             text = text.lower()
             if not text.isascii():  # ASCII has no decompositions or Mn.
                 text = unicodedata.normalize("NFD", text).translate(_DROP_MN)
-        return text.translate(_ISOLATE_PUNCT).split()
+        return text.translate(_ISOLATE_PUNCT)
 
 
 class FullTokenizer:

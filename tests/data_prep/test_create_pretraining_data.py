@@ -320,3 +320,39 @@ def test_prepare_corpus_reproduces_the_committed_files(tmp_path):
     assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]
     with pytest.raises(ValueError, match="--output_dir would overwrite the input"):
         prepare_corpus.prepare_corpus(str(tmp_path / "*.txt"), str(tmp_path))
+
+
+@pytest.mark.parametrize("tokenizer", cpd.TOKENIZERS)
+def test_read_corpus_groups_lines_like_the_input_format(tmp_path, tokenizer):
+    """Documents = runs of non-blank lines (a new file starts one); lines that tokenize to
+    nothing and documents left empty are dropped; whitespace-only lines are blank."""
+    from data_prep import tokenization
+    full = tokenization.FullTokenizer(VOCAB_FILE, True)
+    first = ("\n\n  \nThe first line.\nSecond, line!\n\x01\x02\n\n\t \n\x03\n\n"
+             "Third doc \u2028 here.\r\nCafé\u00a0ß\n  \n\n")
+    second = "No newline at the end\nlast"
+    paths = [tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "empty.txt"]
+    paths[0].write_text(first, encoding="utf-8")
+    paths[1].write_text(second, encoding="utf-8")
+    paths[2].write_text("", encoding="utf-8")
+    stats = {}
+    corpus = cpd.read_corpus([str(p) for p in paths],
+                             cpd.batch_tokenizer(tokenizer, VOCAB_FILE, True), stats)
+    expected = []
+    for text in (first, second):
+        document = []
+        for line in text.split("\n") + [""]:
+            if line.strip():
+                ids = full.convert_tokens_to_ids(full.tokenize(line.strip()))
+                if ids:
+                    document.append(ids)
+            elif document:
+                expected.append(document)
+                document = []
+    assert corpus.documents() == expected
+    assert len(expected) == 3
+    assert corpus.tokens.dtype == np.int32
+    assert stats == {"files": 3, "input_bytes": sum(len(p.read_bytes()) for p in paths),
+                     "lines": 8}
+    empty = cpd.read_corpus([str(paths[2])], cpd.batch_tokenizer(tokenizer, VOCAB_FILE, True))
+    assert empty.documents() == [] and empty.tokens.size == 0

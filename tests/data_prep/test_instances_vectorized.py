@@ -24,7 +24,7 @@ SEQ, PRED = 128, 20
 def corpus():
     """The shipped corpus as one pool of id documents, and the vocabulary ids."""
     tokenize = cpd.batch_tokenizer("python", VOCAB_FILE, True)
-    return cpd.read_documents(CORPUS, tokenize), cpd.load_vocab_ids(VOCAB_FILE)
+    return cpd.read_corpus(CORPUS, tokenize).documents(), cpd.load_vocab_ids(VOCAB_FILE)
 
 
 # The mean instance length varies ~1% from seed to seed at dupe_factor=10 on this corpus (a
@@ -301,7 +301,7 @@ def test_pairing_matches_the_exact_expectations(short_seq_prob):
                                               max_segment_length=20)
     options = inst.InstanceOptions(max_seq_length=48, short_seq_prob=short_seq_prob)
     max_num_tokens, passes = options.max_seq_length - 3, 50000
-    corpus_ = iv._Corpus.from_documents(docs)
+    corpus_ = inst.Corpus.from_documents(docs)
     counters = {}
     table = iv.pair_documents(corpus_, options, passes, iv.make_generator(0), counters)
     assert abs(counters["short_targets"] / counters["document_passes"] - short_seq_prob) < 0.01
@@ -333,7 +333,7 @@ def test_truncation_trims_front_and_back_like_the_reference():
     tokens each side loses from its front has the reference loop's distribution."""
     docs = [[list(range(5, 55))], [list(range(55, 85))]]
     options = inst.InstanceOptions(max_seq_length=27, short_seq_prob=0.0)  # 24 tokens left
-    table = iv.pair_documents(iv._Corpus.from_documents(docs), options, 20000,
+    table = iv.pair_documents(inst.Corpus.from_documents(docs), options, 20000,
                               iv.make_generator(0))
     first_doc = table["a_start"] < 50
     got = {"a": table["a_start"][first_doc], "b": table["b_start"][first_doc] - 50}
@@ -376,7 +376,7 @@ def test_masking_probabilities_match_the_reference(wwm):
         expected[positions] += 1
     vocab = inst.VocabIds.from_vocab(pieces)
     ids_a, ids_b = [pieces[t] for t in a], [pieces[t] for t in b]
-    masker = iv._Masker(iv._Corpus.from_documents([[ids_a, ids_b]]), vocab, options)
+    masker = iv._Masker(inst.Corpus.from_documents([[ids_a, ids_b]]), vocab, options)
     rows = {"a_start": np.zeros(reps, np.int64), "a_len": np.full(reps, len(a)),
             "b_start": np.full(reps, len(a)), "b_len": np.full(reps, len(b)),
             "random_next": np.zeros(reps, bool), "target": np.full(reps, 61)}

@@ -1,4 +1,5 @@
 """data_prep.line_tokenizer: the same ids as FullTokenizer, line for line."""
+import numpy as np
 import pytest
 
 from data_prep import line_tokenizer, tokenization
@@ -49,3 +50,59 @@ def test_memo_limit_and_empty_batches(fulls):
     assert tokenizer([]) == []
     assert tokenizer([""]) == [[]]
     assert tokenizer(["", "a", ""]) == expected_ids(full, ["", "a", ""])
+
+
+# --- flat(): the same ids through the compiled token table --------------------------------------
+
+def assert_flat_same(tokenizer, full, texts):
+    ids, lengths = tokenizer.flat(texts)
+    expected = expected_ids(full, texts)
+    assert ids.dtype == np.int32 and lengths.dtype == np.int64
+    assert lengths.tolist() == [len(e) for e in expected]
+    assert ids.tolist() == [i for e in expected for i in e]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=CONFIG_IDS)
+def test_flat_on_messy_random_and_corpus_lines(fulls, cfg):
+    """Cold then warm (every token in the table), in batches as create_pretraining_data
+    sends them; messy text has U+2028/U+2029 (split by Python, kept by the cleaning), NBSP,
+    control characters, U+FFFD, CJK, emoji and texts holding newlines."""
+    full = fulls[cfg]
+    tokenizer = line_tokenizer.LineTokenizer(full)
+    separators = ["a\u2028b c\u2029d", "x\u2028\u2029y", "\u2028", "e\u00a0f\u3000g", "\u2028z"]
+    lines = [line for text in MESSY + random_texts(seed=7, count=2000) + separators
+             for line in text.split("\n")]
+    for _ in range(2):
+        for start in range(0, len(lines), 700):
+            assert_flat_same(tokenizer, full, lines[start:start + 700])
+    assert_flat_same(tokenizer, full, MESSY)  # some hold "\n": the per-text route
+    if cfg == CONFIGS[0]:
+        corpus = [line.strip() for line in corpus_lines()][:5000]
+        assert_flat_same(tokenizer, full, corpus)
+        assert len(tokenizer._table) > 1000
+
+
+def test_flat_when_the_table_is_full_and_empty_inputs(fulls):
+    full = fulls[CONFIGS[0]]
+    tokenizer = line_tokenizer.LineTokenizer(full, cache_limit=4)
+    texts = ["Hello, World!", "the quick brown fox jumps", "Hello again."] * 3
+    assert_flat_same(tokenizer, full, texts)
+    assert len(tokenizer._table) == 4
+    for texts in ([""], ["", "a", ""], ["   "]):
+        assert_flat_same(tokenizer, full, texts)
+    ids, lengths = tokenizer.flat([])
+    assert ids.size == 0 and lengths.size == 0
+
+
+def test_token_table_compares_keys_not_hashes():
+    """Many keys in a small table: probing and byte comparison, growth and rehashing."""
+    from data_prep import token_table
+    table = token_table.TokenTable()
+    keys = [f"k{i}".encode() for i in range(5000)] + ["é", "é\u2028"[:1], "\U0001F600"]
+    keys = list(dict.fromkeys(k if isinstance(k, bytes) else k.encode() for k in keys))
+    table.add(keys, [(i, i + 1) for i in range(len(keys))])
+    data = np.frombuffer(b" ".join(keys) + b"\nk5000 k1", np.uint8)
+    ids, lengths, missing = table.tokenize(data)
+    assert ids.tolist() == [v for i in range(len(keys)) for v in (i, i + 1)] + [1, 2]
+    assert lengths.tolist() == [2 * len(keys), 2]
+    assert bytes(data[missing[0, 0]:missing[0, 1]]) == b"k5000"
