@@ -9,12 +9,13 @@ outputs -> 53 bits; `randint(0, n - 1)` / `shuffle`: `getrandbits(n.bit_length()
 rejection), and handed back with `setstate()`. So for the same generator state it yields
 exactly the instances of `instances.create_training_instances`, final shuffle included
 (tested on the shipped corpus and on random pools, with and without whole-word masking), at
-~1 us an instance instead of ~20 us.
+~2 us an instance instead of ~20 us; most of it is the ~125-swap candidate shuffle.
 
-Layout: a pool's documents become one int32 token array (segments back to back); an instance
-is then six numbers (A start/length, B start/length in that array, NSP label, target length)
-plus its masked positions, original ids and replacement ids; `iter_instance_batches` turns
-rows of that table, in final order, into the padded feature arrays of data_prep.tfrecords.
+Layout: a pool's documents become one token array (instances.Corpus); an instance is then
+seven numbers (A start/length, B start/length in that array, NSP label, target length, masked
+count) plus its masked positions, original ids and replacement ids: an `InstanceTable`, in
+final order. `padded_batch` turns rows of it into the padded feature arrays of
+data_prep.tfrecords; data_prep/pretraining_records.py writes their TFRecords directly.
 """
 from __future__ import annotations
 

@@ -1,9 +1,11 @@
 """tf.train.Example features: schema, fast batch serialization, atomic TFRecord shards, parsing.
 
 Generic parts (reusable by GLUE / SQuAD feature writers): `int64_feature` / `float_feature`,
-`serialize_examples` (a numpy batch -> serialized Examples without building protos; its
-vectorized core `encode_examples` gives them as one buffer plus record ends),
-`atomic_path` / `write_tfrecord` (never a half-written final file) and `read_tfrecord`.
+`serialize_examples` (a numpy batch -> serialized Examples without building protos; its core
+`encode_examples` gives them as one buffer plus record ends, and `encode_tfrecords` as the
+bytes of a TFRecord file: compiled loops in data_prep/record_kernels.py), `frame_tfrecords`,
+`atomic_path` / `write_tfrecord` / `write_tfrecord_chunks` (the file tf.io.TFRecordWriter
+writes, never half-written) and `read_tfrecord`.
 Pretraining parts: `PRETRAINING_FEATURES`, `feature_spec`, `parse_pretraining_example`,
 `instance_to_example` (one proto, for clarity) and `instances_to_records` (the fast path).
 
