@@ -13,9 +13,11 @@ translate with `from_file_name(name, source)` and writers with `to_file_name(nam
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 _ALIASES = {
@@ -83,3 +85,55 @@ _FUNCTIONS: dict[str, Callable] = {
 def get(name: str) -> Callable:
     """The activation function for any accepted name (see the table above)."""
     return _FUNCTIONS[canonical_name(name)]
+
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_CUBIC = 0.044715
+
+
+# The tanh-GELU and its derivative as one XLA kernel each, with float32 math for any input
+# dtype. Unfused, TensorFlow runs about 8 elementwise passes forward and more backward over
+# the [batch, seq, intermediate] tensor (and in bfloat16 each pass converts to float32 and
+# back); fused, the forward reads x and writes y, and the backward reads x and the upstream
+# gradient (recomputing tanh) and writes the input gradient: about 2.5x less time on CPU.
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+def _gelu_approximate_forward(x):
+    x32 = tf.cast(x, tf.float32)
+    inner = _SQRT_2_OVER_PI * (x32 + _GELU_CUBIC * x32 * x32 * x32)
+    return tf.cast(0.5 * x32 * (1.0 + tf.tanh(inner)), x.dtype)
+
+
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+def _gelu_approximate_backward(x, upstream):
+    x32 = tf.cast(x, tf.float32)
+    x_sq = x32 * x32
+    t = tf.tanh(x32 * (_SQRT_2_OVER_PI + _SQRT_2_OVER_PI * _GELU_CUBIC * x_sq))
+    # d/dx [x/2 (1 + t)] = (1 + t)/2 + x/2 (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+    derivative = 0.5 * (1.0 + t) + 0.5 * x32 * (1.0 - t * t) * (
+        _SQRT_2_OVER_PI + 3.0 * _SQRT_2_OVER_PI * _GELU_CUBIC * x_sq)
+    return tf.cast(tf.cast(upstream, tf.float32) * derivative, upstream.dtype)
+
+
+@tf.autograph.experimental.do_not_convert
+@tf.custom_gradient
+def _gelu_approximate_fused(x):
+    """x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), the same function as
+    `_gelu_approximate` (float32 math inside, one rounding to x's dtype), computed forward
+    and backward by the two fused kernels above."""
+    return _gelu_approximate_forward(x), lambda upstream: _gelu_approximate_backward(
+        x, upstream)
+
+
+_TRAINING_FUNCTIONS: dict[str, Callable] = {"gelu_approximate": _gelu_approximate_fused}
+
+
+def get_for_training(name: str) -> Callable:
+    """`get(name)`'s function as the training step should run it: for the tanh GELU, the
+    fused XLA kernels above; otherwise `get(name)`.
+
+    Training only: XLA-compiled functions in an exported SavedModel would need XLA where it
+    is served (TF Serving refuses them unless started with XLA enabled), so inference and
+    export keep `get(name)`, plain TensorFlow ops.
+    """
+    name = canonical_name(name)
+    return _TRAINING_FUNCTIONS.get(name, _FUNCTIONS[name])

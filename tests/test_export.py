@@ -43,6 +43,9 @@ def test_reloads_without_bert_tf_and_matches_keras(kind, encoder, tmp_path):
     model = _model(kind, encoder)
     labels = ["a", "b", "c"] if kind == "classifier" else None
     path = export.export_model(model, str(tmp_path / kind), VOCAB, True, SEQ, labels)
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        # No XLA-compiled function (training-only kernels): TF Serving refuses them by default.
+        assert b"_XlaMustCompile" not in f.read()
     out = str(tmp_path / "out.npz")
     env = {**os.environ, "PYTHONPATH": ""}
     done = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "tests",

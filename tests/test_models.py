@@ -269,18 +269,88 @@ def test_mixed_precision_close_to_float32(tiny_config, policy):
         np.testing.assert_allclose(b[key], a[key], atol=tol)
 
 
-def test_dropout_masks_equal_keras_and_compile_with_xla():
-    """bert_tf's Dropout names Philox (fast under XLA on CPU); outside XLA, Keras'
-    auto-selected generator is Philox too, so the masks are the same for the same seed."""
+def test_dropout_keep_rate_scale_gradient_and_xla():
+    """bert_tf's Dropout keeps each element with probability (65536 - round(65536 * rate)) /
+    65536 (16 random bits against a threshold), scales kept ones by its inverse, multiplies
+    the gradient by the same mask, and gives the same masks under XLA (Philox named)."""
     import tensorflow as tf
     from bert_tf.layers import Dropout
-    x = np.ones((4, 64, 32), "float32")
-    ours, theirs = Dropout(0.1, seed=7), keras.layers.Dropout(0.1, seed=7)
-    for _ in range(2):  # successive calls advance both seed generators alike
-        np.testing.assert_array_equal(ours(x, training=True), theirs(x, training=True))
-    np.testing.assert_array_equal(ours(x, training=False), x)
-    dropped = np.asarray(tf.function(lambda: ours(x, training=True), jit_compile=True)())
-    assert 0.85 < (dropped != 0).mean() < 0.95
-    np.testing.assert_allclose(dropped[dropped != 0], 1 / 0.9, rtol=1e-6)
-    assert keras.layers.deserialize(keras.layers.serialize(ours)).get_config() == \
-        ours.get_config()
+    from bert_tf.layers.dropout import keep_probability, keep_threshold
+    assert keep_threshold(0.1) == 6554 and keep_probability(0.1) == 58982 / 65536
+    assert abs(keep_probability(0.1) - 0.9) < 2 ** -17
+    x = np.ones((4, 64, 33), "float32")  # an odd last dimension
+    layer = Dropout(0.1, seed=7)
+    first, second = np.asarray(layer(x, training=True)), np.asarray(layer(x, training=True))
+    assert not np.array_equal(first, second)  # successive calls draw new masks
+    np.testing.assert_array_equal(layer(x, training=False), x)
+    for dropped in (first, second):
+        np.testing.assert_allclose(dropped[dropped != 0], 1 / keep_probability(0.1), rtol=1e-7)
+    # Keep rate over many elements: within 5 standard errors of the exact keep probability.
+    big = np.asarray(Dropout(0.1, seed=3)(np.ones((1001, 999), "float32"), training=True))
+    kept, p = (big != 0).mean(), keep_probability(0.1)
+    assert abs(kept - p) < 5 * np.sqrt(p * (1 - p) / big.size)
+    # Neighbouring decisions (two from one 32-bit draw) are uncorrelated.
+    flat = (big != 0).reshape(-1)[: big.size // 2 * 2].astype("float64")
+    assert abs(np.corrcoef(flat[0::2], flat[1::2])[0, 1]) < 0.01
+    for rate in (0.3, 0.5):
+        many = np.asarray(Dropout(rate, seed=1)(np.ones((512, 512), "float32"), training=True))
+        q = keep_probability(rate)
+        assert abs((many != 0).mean() - q) < 5 * np.sqrt(q * (1 - q) / many.size)
+        np.testing.assert_allclose(many[many != 0], 1 / q, rtol=1e-7)
+    # Gradient: upstream * mask, the same mask as the forward pass.
+    seeded = Dropout(0.1, seed=11)
+    xv = tf.Variable(np.random.default_rng(0).normal(size=(8, 16, 24)).astype("float32"))
+    up = np.random.default_rng(1).normal(size=(8, 16, 24)).astype("float32")
+    with tf.GradientTape() as tape:
+        y = seeded(xv, training=True)
+        loss = tf.reduce_sum(y * up)
+    mask = np.asarray(y) / np.asarray(xv)
+    np.testing.assert_allclose(tape.gradient(loss, xv), up * mask, rtol=1e-6)
+    # bfloat16: same decisions, scale rounded to bfloat16.
+    bf = np.asarray(tf.cast(Dropout(0.1, seed=5, dtype="bfloat16")(tf.ones((64, 64), tf.bfloat16),
+                                                                  training=True),
+                            tf.float32))
+    np.testing.assert_array_equal(np.unique(bf), [0.0, float(tf.cast(
+        tf.constant(1 / keep_probability(0.1), tf.bfloat16), tf.float32))])
+    # XLA-compiled: the same masks as outside XLA for the same seed.
+    seed = tf.constant([5, 9])
+    from bert_tf.layers.dropout import stateless_dropout
+    eager = np.asarray(stateless_dropout(tf.constant(x), 0.1, seed))
+    compiled = np.asarray(tf.function(lambda: stateless_dropout(tf.constant(x), 0.1, seed),
+                                      jit_compile=True)())
+    np.testing.assert_array_equal(eager, compiled)
+    assert keras.layers.deserialize(keras.layers.serialize(layer)).get_config() == \
+        layer.get_config()
+
+
+def test_fused_training_gelu_equals_the_plain_one_and_stays_out_of_inference():
+    """activations.get_for_training("gelu_approximate") (fused XLA kernels, custom gradient)
+    computes the same function and derivative as get(); a block uses it only in training."""
+    import tensorflow as tf
+    from bert_tf import activations
+    fused, plain = activations.get_for_training("gelu_new"), activations.get("gelu_new")
+    assert fused is not plain and activations.get_for_training("relu") is activations.get("relu")
+    x64 = np.linspace(-8, 8, 2001)
+    exact = 0.5 * x64 * (1 + np.tanh(np.sqrt(2 / np.pi) * (x64 + 0.044715 * x64 ** 3)))
+    slope = np.gradient(exact, x64)
+    x = tf.constant(x64, tf.float32)
+    for fn in (fused, plain):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+        np.testing.assert_allclose(y, exact, atol=2e-6)
+        np.testing.assert_allclose(tape.gradient(y, x)[1:-1], slope[1:-1], atol=2e-4)
+    xb = tf.cast(x, tf.bfloat16)
+    with tf.GradientTape() as tape:
+        tape.watch(xb)
+        yb = fused(xb)
+    assert yb.dtype == tf.bfloat16 and tape.gradient(yb, xb).dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(yb, tf.float32), exact, rtol=1e-2, atol=1e-2)
+    # A block without dropout gives the same output in training (fused) and inference.
+    from bert_tf.layers import TransformerBlock
+    block = TransformerBlock(64, 4, 128, hidden_dropout_prob=0.0,
+                             attention_probs_dropout_prob=0.0)
+    hidden = np.random.default_rng(0).normal(size=(2, 8, 64)).astype("float32")
+    mask = np.ones((2, 8), "int32")
+    np.testing.assert_allclose(block(hidden, mask, training=True),
+                               block(hidden, mask, training=False), atol=1e-5)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from bert_tf import activations
@@ -57,7 +58,12 @@ class MaskedLMHead(keras.layers.Layer):
             gathered = gather_positions(sequence_output, masked_lm_positions)
         hidden = self.layer_norm(self.transform(gathered))
         table = ops.cast(self.embedding_layer.embeddings, self.compute_dtype)
-        logits = ops.matmul(hidden, ops.transpose(table))
+        # hidden @ table^T as one 2-D MatMul with transpose_b: its gradient for the table is
+        # d_logits^T @ hidden, already [vocab, hidden]. An explicit transpose of the table
+        # costs a [hidden, vocab] transpose of that gradient every step.
+        rows = tf.reshape(hidden, [-1, self.hidden_size])
+        logits = tf.matmul(rows, table, transpose_b=True)
+        logits = tf.reshape(logits, tf.concat([tf.shape(hidden)[:-1], [self.vocab_size]], 0))
         return ops.cast(logits, "float32") + ops.cast(self.output_bias, "float32")
 
     def compute_output_shape(self, sequence_output_shape, masked_lm_positions_shape=None):

@@ -44,9 +44,12 @@ class TransformerBlock(keras.layers.Layer):
                                          name="attention_dropout")
         self.attention_layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_eps, dtype=policy, name="attention_layer_norm")
+        # The activation is applied in call(): training runs activations.get_for_training
+        # (fused kernels for the tanh GELU), inference and export the plain function.
         self.intermediate = keras.layers.Dense(intermediate_size, kernel_initializer=init,
-                                               activation=activations.get(self.hidden_act),
                                                dtype=policy, name="intermediate")
+        self.activation = activations.get(self.hidden_act)
+        self.training_activation = activations.get_for_training(self.hidden_act)
         self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=init,
                                                dtype=policy, name="output")
         self.output_dropout = Dropout(hidden_dropout_prob, dtype=policy,
@@ -68,7 +71,8 @@ class TransformerBlock(keras.layers.Layer):
         if query_positions is not None:
             hidden = gather_positions(hidden, query_positions)
         hidden = self.attention_layer_norm(hidden + attended)
-        expanded = self.output_dense(self.intermediate(hidden))
+        activation = self.training_activation if training else self.activation
+        expanded = self.output_dense(activation(self.intermediate(hidden)))
         expanded = self.output_dropout(expanded, training=training)
         return self.output_layer_norm(hidden + expanded)
 

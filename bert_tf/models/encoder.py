@@ -45,9 +45,12 @@ class BertEncoder(keras.Model):
         init = keras.initializers.TruncatedNormal(stddev=initializer_range)
 
         # === Layers ===
+        # autocast=False: under mixed precision the lookup gathers float32 rows and casts
+        # those ([batch, seq, hidden]), instead of casting the whole [vocab, hidden] table to
+        # the compute dtype first; the rows are the same.
         self.word_embeddings = keras.layers.Embedding(
             vocab_size, hidden_size, embeddings_initializer=init, dtype=dtype,
-            name="word_embeddings")
+            autocast=False, name="word_embeddings")
         self.position_embeddings = PositionEmbedding(
             max_position_embeddings, hidden_size, initializer_range, dtype=dtype,
             name="position_embeddings")
