@@ -25,11 +25,12 @@ Deviations from the original, on purpose:
     table-driven FullTokenizer, which on CPU is ~7x faster than a char-by-char restatement of
     the original's rules and also beats the in-graph tensorflow-text one (--tokenizer=tf_text),
     run over whole batches of lines with a memo per distinct whitespace token
-    (data_prep/line_tokenizer.py: the same ids, ~1.3x less CPU from cold, ~2.5x once warm).
+    (data_prep/line_tokenizer.py `LineTokenizer.flat`: the same ids, ~4x less CPU once warm).
 
 Speed (CPU time per instance at max_seq_length=128, benchmarks/bench_create_pretraining_data.py;
-~7.2 us in all, ~16x less than the original algorithm): tokenizing ~3 us (Python, one memo
-lookup per whitespace token, WordPiece once per distinct word), instances ~2.5 us
+~5.6 us in all, ~19x less than the original algorithm): reading and tokenizing ~2 us (token
+ids from a compiled table, data_prep/token_table.py; WordPiece in Python once per distinct
+word), instances ~2.2 us
 (data_prep/instances_compiled.py: the original's steps and CPython's own random draws in
 compiled code, so the instances, their order and the generator's final state are those of
 data_prep/instances.py), Example bytes with their TFRecord frame ~1 us (written straight
@@ -57,7 +58,6 @@ import dataclasses
 import functools
 import gc
 import hashlib
-import itertools
 import json
 import multiprocessing
 import os
@@ -164,9 +164,8 @@ class _FlatLists:
         self.tokenize = tokenize
 
     def flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        lists = self.tokenize(list(texts))
-        return (np.fromiter(itertools.chain.from_iterable(lists), np.int32),
-                np.fromiter(map(len, lists), np.int64, len(lists)))
+        from data_prep import line_tokenizer
+        return line_tokenizer.flatten(self.tokenize(list(texts)))
 
 
 def batch_tokenizer(name: str, vocab_file: str, do_lower_case: bool):

@@ -68,21 +68,14 @@ class _TokenIds(dict):
 
     def __init__(self, full: tokenization.FullTokenizer, limit: int):
         super().__init__()
-        self._basic = full.basic_tokenizer.tokenize
         self._isolate = full.basic_tokenizer.isolate
         self._lower = full.basic_tokenizer.do_lower_case
         self._words = _WordIds(full, limit)
         self._limit = limit
 
-    def compute(self, token: str) -> tuple[int, ...]:
-        """The ids of a token (memoising its words, not the token)."""
-        if token.isascii() and token.isalnum():  # most tokens: BasicTokenizer's only change
-            return self._words[token.lower() if self._lower else token]  # is the case
-        return tuple(chain.from_iterable(map(self._words.__getitem__, self._basic(token))))
-
     def compute_many(self, tokens: Sequence[str]) -> list[tuple[int, ...]]:
-        """[compute(t) for t in tokens], for distinct tokens of cleaned text: the tokens that
-        need more than lower-casing go through BasicTokenizer together, "\\n"-joined (a line
+        """The ids of tokens of cleaned text (memoising their words, not the tokens): the
+        tokens that need more than lower-casing go through BasicTokenizer together, "\\n"-joined (a line
         break bounds lower-casing and NFD as the end of a text does)."""
         words, lower = self._words, self._lower
         out: list = [None] * len(tokens)
@@ -100,7 +93,7 @@ class _TokenIds(dict):
         return out
 
     def __missing__(self, token: str) -> tuple[int, ...]:
-        ids = self.compute(token)
+        ids = self.compute_many([token])[0]
         if len(self) < self._limit:
             self[token] = ids
         return ids
@@ -140,7 +133,7 @@ class LineTokenizer:
             return np.zeros(0, np.int32), np.zeros(0, np.int64)
         joined = "\n".join(texts)
         if joined.count("\n") != len(texts) - 1:  # a text holds "\n": the per-text route
-            return self._flat_lists(texts)
+            return flatten(self(texts))
         data = np.frombuffer(joined.translate(_CLEAN_KEEP_NEWLINE).encode("utf-8",
                                                                          "surrogatepass"),
                              np.uint8)
@@ -151,12 +144,13 @@ class LineTokenizer:
             added = self._table.add(new, self._ids.compute_many(
                 [t.decode("utf-8", "surrogatepass") for t in new]))
             if added < len(new):  # the table is full: these texts the dict way
-                return self._flat_lists(texts)
+                return flatten(self(texts))
             ids, lengths, missing = self._table.tokenize(data)
         return ids, lengths
 
-    def _flat_lists(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        lists = self(texts)
-        return (np.fromiter(chain.from_iterable(lists), np.int32),
-                np.fromiter(map(len, lists), np.int64, len(lists)))
 
+def flatten(lists: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-text id lists -> (ids int32 [total], ids per text int64 [n]), LineTokenizer.flat's
+    form."""
+    return (np.fromiter(chain.from_iterable(lists), np.int32),
+            np.fromiter(map(len, lists), np.int64, len(lists)))

@@ -288,10 +288,6 @@ def serialize_examples(features: Mapping[str, np.ndarray]) -> list[bytes]:
 
 # --- Atomic TFRecord files --------------------------------------------------------------------
 
-def tfrecord_options(gzip: bool) -> tf.io.TFRecordOptions:
-    return tf.io.TFRecordOptions(compression_type="GZIP" if gzip else "")
-
-
 _FRAME_BATCH = 4096  # records framed per call by write_tfrecord
 
 
