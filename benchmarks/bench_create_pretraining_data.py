@@ -79,6 +79,7 @@ def run_ours(files, out_dir, workers, dupe_factor, tokenizer, rng):
     """-> (instances, wall seconds, CPU seconds, the shards' summed stage seconds)."""
     cpd._TOKENIZE_FNS.clear()  # count tokenizer and vocabulary set-up, as a fresh run would
     cpd._VOCAB_IDS.clear()
+    cpd._VOCABS.clear()
     settings = cpd.Settings(VOCAB, options=inst.InstanceOptions(), dupe_factor=dupe_factor,
                             tokenizer=tokenizer, rng=rng)
     outputs = [cpd.shard_file_name(out_dir, k, len(files), False) for k in range(len(files))]

@@ -130,23 +130,38 @@ def group_inputs(input_files: Sequence[str], num_shards: int) -> list[tuple[str,
             for k in range(num_shards)]
 
 
+_VOCABS: dict = {}
 _VOCAB_IDS: dict = {}
 
 
-def load_vocab_ids(vocab_file: str) -> inst.VocabIds:
-    """Checks the vocabulary file and returns the ids the algorithm needs (cached per process
-    and file version: reading 30k lines costs ~0.1 s, once per shard otherwise)."""
+def _file_version(path: str) -> tuple:
+    stat = os.stat(path)
+    return os.path.abspath(path), stat.st_size, stat.st_mtime_ns
+
+
+def read_vocab(vocab_file: str) -> dict[str, int]:
+    """The checked vocabulary (tokenization.load_vocab + validate_vocab), read once per
+    process and file version: the ids for the algorithm and the tokenizer share it."""
     if not os.path.isfile(vocab_file):
         raise ValueError(f"--vocab_file: no such file {vocab_file!r}")
-    stat = os.stat(vocab_file)
-    key = (os.path.abspath(vocab_file), stat.st_size, stat.st_mtime_ns)
-    if key not in _VOCAB_IDS:
+    key = _file_version(vocab_file)
+    if key not in _VOCABS:
         from data_prep import tokenization
         try:
             vocab = tokenization.load_vocab(vocab_file)
             tokenization.validate_vocab(vocab, vocab_file)
         except ValueError as e:
             raise ValueError(f"--vocab_file: {e}") from None
+        _VOCABS[key] = vocab
+    return _VOCABS[key]
+
+
+def load_vocab_ids(vocab_file: str) -> inst.VocabIds:
+    """Checks the vocabulary file and returns the ids the algorithm needs (cached per process
+    and file version: once per shard otherwise)."""
+    vocab = read_vocab(vocab_file)
+    key = _file_version(vocab_file)
+    if key not in _VOCAB_IDS:
         _VOCAB_IDS[key] = inst.VocabIds.from_vocab(vocab, source=f"--vocab_file {vocab_file}")
     return _VOCAB_IDS[key]
 
@@ -181,8 +196,8 @@ def batch_tokenizer(name: str, vocab_file: str, do_lower_case: bool):
         from data_prep import tokenization
         if name == "python":
             from data_prep import line_tokenizer
-            tokenizer = line_tokenizer.LineTokenizer(
-                tokenization.FullTokenizer(vocab_file, do_lower_case))
+            tokenizer = line_tokenizer.LineTokenizer(tokenization.FullTokenizer(
+                vocab_file, do_lower_case, vocab=read_vocab(vocab_file)))
         elif name == "tf_text":
             tokenizer = _FlatLists(functools.partial(
                 tokenization.BertTextTokenizer(vocab_file, do_lower_case).batch_tokenize,

@@ -88,13 +88,16 @@ class VocabIds:
         if missing:
             raise ValueError(f"{source} lacks required token(s) {', '.join(missing)}; "
                              "a BERT vocabulary needs [CLS], [SEP] and [MASK]")
-        size = max(vocab.values()) + 1
-        is_subword = [False] * size
-        for word, index in vocab.items():
-            if word.startswith("##"):
-                is_subword[index] = True
-        return cls(vocab["[CLS]"], vocab["[SEP]"], vocab["[MASK]"],
-                   tuple(vocab.values()), tuple(is_subword))
+        ids = tuple(vocab.values())
+        size = max(ids) + 1
+        if ids == tuple(range(size)):  # load_vocab's ids: one comprehension in file order
+            is_subword = [word.startswith("##") for word in vocab]
+        else:
+            is_subword = [False] * size
+            for word, index in vocab.items():
+                if word.startswith("##"):
+                    is_subword[index] = True
+        return cls(vocab["[CLS]"], vocab["[SEP]"], vocab["[MASK]"], ids, tuple(is_subword))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,9 +22,11 @@ multilingual text (tests/data_prep/test_line_tokenizer.py).
 `LineTokenizer.flat` (what create_pretraining_data uses) gives the same ids as flat arrays and
 does step 2 in compiled code: the memo is then a data_prep/token_table.TokenTable over the
 tokens' UTF-8 bytes, and the tokens it has not seen yet are computed together by the Python
-rules above (`_TokenIds.compute_many`) and added. On the 1.4 MB shipped corpus a warm pass
-costs ~0.35 us per pretraining instance instead of ~1.3 us (__call__); from an empty memo the
-~31k first sightings (WordPiece in Python) cost ~2.5 us per instance of that text.
+rules above and added: printable-ASCII tokens (most of them) by a compiled BasicTokenizer +
+WordPiece
+(data_prep/wordpiece_compiled.py), the others by `_TokenIds.compute_many`. On the 1.4 MB
+shipped corpus a warm pass costs ~0.35 us per pretraining instance instead of ~1.3 us
+(__call__).
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
-from data_prep import token_table, tokenization
+from data_prep import token_table, tokenization, wordpiece_compiled
 
 
 class _CleanKeepingNewline(dict):
@@ -110,6 +112,7 @@ class LineTokenizer:
         self.full = full
         self._ids = _TokenIds(full, cache_limit)
         self._table = token_table.TokenTable(cache_limit)
+        self._ascii: wordpiece_compiled.AsciiWordPiece | None = None  # built on first use
 
     def __call__(self, texts: Sequence[str]) -> list[list[int]]:
         if not texts:
@@ -139,14 +142,35 @@ class LineTokenizer:
                              np.uint8)
         ids, lengths, missing = self._table.tokenize(data)
         while len(missing):  # (a second round only for tokens whose hashes collided)
-            raw = data.tobytes()
-            new = [raw[a:b] for a, b in missing.tolist()]
-            added = self._table.add(new, self._ids.compute_many(
-                [t.decode("utf-8", "surrogatepass") for t in new]))
-            if added < len(new):  # the table is full: these texts the dict way
+            if not self._add(data, missing):  # the table is full: these texts the dict way
                 return flatten(self(texts))
             ids, lengths, missing = self._table.tokenize(data)
         return ids, lengths
+
+    def _add(self, data: np.ndarray, missing: np.ndarray) -> bool:
+        """Computes the ids of the tokens at byte ranges `missing` (int64 [m, 2], distinct
+        tokens) and adds them to the table; False if it had no room for all of them."""
+        if self._ascii is None:
+            self._ascii = wordpiece_compiled.AsciiWordPiece(self.full)
+        piece_ids, counts = self._ascii.compute(data, missing)
+        done = counts >= 0
+        if done.any():  # printable ASCII: compiled
+            ranges = missing[done]
+            lengths = ranges[:, 1] - ranges[:, 0]
+            keys = data[np.repeat(ranges[:, 0] - np.cumsum(lengths) + lengths, lengths)
+                        + np.arange(lengths.sum())]
+            handled = int(done.sum())
+            if self._table.add_arrays(keys, np.cumsum(lengths), piece_ids,
+                                      np.cumsum(counts[done])) < handled:
+                return False
+        rest = missing[~done].tolist()
+        if rest:  # everything else: the Python rules
+            raw = data.tobytes()
+            new = [raw[a:b] for a, b in rest]
+            if self._table.add(new, self._ids.compute_many(
+                    [t.decode("utf-8", "surrogatepass") for t in new])) < len(new):
+                return False
+        return True
 
 
 def flatten(lists: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -104,6 +104,28 @@ def _tokenize(data, slots, key_start, key_len, keys, ids_start, ids_len, ids, ou
     return out, line + 1, num_missing
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def find(slots, key_start, key_len, keys, data, start, stop):
+    """The entry whose key is data[start:stop] (uint8), or -1."""
+    mask = slots.shape[0] - 1
+    length = stop - start
+    s = np.int64(_hash(data, start, stop) & np.uint64(mask))
+    e = slots[s]
+    while e >= 0:
+        if key_len[e] == length:
+            k = key_start[e]
+            same = True
+            for j in range(length):
+                if keys[k + j] != data[start + j]:
+                    same = False
+                    break
+            if same:
+                return e
+        s = (s + 1) & mask
+        e = slots[s]
+    return -1
+
+
 @numba.njit(cache=True, nogil=True)
 def _insert(slots, hashes, key_start, key_len, keys, ids_start, ids_len, size, new_keys,
             new_key_ends, new_ids, new_id_ends, key_used, ids_used, ids):
@@ -201,12 +223,18 @@ class TokenTable:
         tokens = tokens[:max(0, self.limit - self.size)]
         if not tokens:
             return 0
-        token_ids = token_ids[:len(tokens)]
-        new_keys = np.frombuffer(b"".join(tokens), np.uint8)
-        new_key_ends = np.cumsum([len(t) for t in tokens])
-        new_ids = np.fromiter((i for ids in token_ids for i in ids), np.int32)
-        new_id_ends = np.cumsum([len(ids) for ids in token_ids])
-        size = self.size + len(tokens)
+        return self.add_arrays(*pack(tokens, token_ids[:len(tokens)]))
+
+    def add_arrays(self, new_keys: np.ndarray, new_key_ends: np.ndarray, new_ids: np.ndarray,
+                   new_id_ends: np.ndarray) -> int:
+        """`add` for tokens already packed (see `pack`): keys uint8 [bytes] and their ends
+        int64 [tokens], ids int32 [total] and their ends int64 [tokens]."""
+        count = min(len(new_key_ends), max(0, self.limit - self.size))
+        if count == 0:
+            return 0
+        new_key_ends, new_id_ends = new_key_ends[:count], new_id_ends[:count]
+        new_keys, new_ids = new_keys[:new_key_ends[-1]], new_ids[:new_id_ends[-1]]
+        size = self.size + count
         for name in ("hashes", "key_start", "key_len", "ids_start", "ids_len"):
             setattr(self, name, _grown(getattr(self, name), size))
         self.keys = _grown(self.keys, self.key_used + len(new_keys))
@@ -222,7 +250,16 @@ class TokenTable:
                             new_ids, new_id_ends, self.key_used, self.ids_used, self.ids)
         self.key_used += len(new_keys)
         self.ids_used += len(new_ids)
-        return len(tokens)
+        return count
+
+
+def pack(tokens: list[bytes], token_ids: list[tuple[int, ...]]
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Tokens and their ids -> add_arrays' arguments."""
+    return (np.frombuffer(b"".join(tokens), np.uint8),
+            np.cumsum([len(t) for t in tokens], dtype=np.int64),
+            np.fromiter((i for ids in token_ids for i in ids), np.int32),
+            np.cumsum([len(ids) for ids in token_ids], dtype=np.int64))
 
 
 def warm_up() -> None:

@@ -32,6 +32,7 @@ tables. Both are tested against `FullTokenizer` on messy multilingual text.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from typing import Iterable
 
@@ -65,23 +66,30 @@ def load_vocab(path: str) -> dict[str, int]:
     Returns:
       An insertion-ordered dict token -> id (ids are 0..len-1).
     """
-    vocab: dict[str, int] = {}
     if "://" in path:  # gs://, hdfs://...: TensorFlow's file system layer (imported on demand)
         import tensorflow as tf
-        opened = tf.io.gfile.GFile(path, "r")
+        with tf.io.gfile.GFile(path, "r") as f:
+            text = f.read()
     else:
-        opened = open(path, encoding="utf-8", newline="\n")
-    with opened as f:
-        for line_no, line in enumerate(f, start=1):
-            token = line.rstrip()
-            if not token:
-                raise ValueError(f"{path}:{line_no}: empty vocab line")
-            if token in vocab:
-                raise ValueError(
-                    f"{path}:{line_no}: duplicate token {token!r} "
-                    f"(first on line {vocab[token] + 1})")
-            vocab[token] = line_no - 1
-    return vocab
+        with open(path, encoding="utf-8", newline="\n") as f:
+            text = f.read()
+    lines = text.split("\n")
+    if lines[-1] == "":  # the last line's newline (or an empty file)
+        lines.pop()
+    # One pass in C for the common case; the per-line checks below only name the bad line.
+    tokens = [line.rstrip() for line in lines]
+    vocab = dict(zip(tokens, range(len(tokens))))
+    if len(vocab) == len(tokens) and "" not in vocab:
+        return vocab
+    first: dict[str, int] = {}
+    for line_no, token in enumerate(tokens, start=1):
+        if not token:
+            raise ValueError(f"{path}:{line_no}: empty vocab line")
+        if token in first:
+            raise ValueError(f"{path}:{line_no}: duplicate token {token!r} "
+                             f"(first on line {first[token] + 1})")
+        first[token] = line_no - 1
+    raise AssertionError("unreachable: a duplicate or an empty line was found above")
 
 
 def validate_vocab(vocab: dict[str, int], path: str) -> None:
@@ -207,18 +215,27 @@ class FullTokenizer:
 
     _CACHE_LIMIT = 1 << 20  # Distinct words whose pieces are memoised.
 
-    def __init__(self, vocab_file: str, do_lower_case: bool = True):
-        self.vocab = load_vocab(vocab_file)
+    def __init__(self, vocab_file: str, do_lower_case: bool = True,
+                 vocab: dict[str, int] | None = None):
+        """`vocab`: load_vocab(vocab_file) when the caller has already read it (it is
+        validated here either way)."""
+        self.vocab = load_vocab(vocab_file) if vocab is None else vocab
         validate_vocab(self.vocab, vocab_file)
-        self.inv_vocab = {i: t for t, i in self.vocab.items()}
         self.basic_tokenizer = BasicTokenizer(do_lower_case)
         self.unk_id = self.vocab[UNK]
-        # No vocab entry is longer than this (suffix marker excluded), which
-        # bounds the longest-match search.
+        # No vocab entry is longer than this (suffix marker excluded), which bounds the
+        # longest-match search. Only entries within len(SUFFIX) of the longest can set it.
+        longest = max(map(len, self.vocab), default=0) - len(SUFFIX)
         self._max_piece_chars = max(
-            len(t[len(SUFFIX):] if t.startswith(SUFFIX) else t)
-            for t in self.vocab)
+            len(t) - len(SUFFIX) if t.startswith(SUFFIX) else len(t)
+            for t in [t for t in self.vocab if len(t) >= longest])
         self._cache: dict[str, tuple[str, ...]] = {}
+
+    @functools.cached_property
+    def inv_vocab(self) -> dict[int, str]:
+        # Built on first use: the id-only paths (wordpiece_ids, create_pretraining_data)
+        # never need it.
+        return {i: t for t, i in self.vocab.items()}
 
     def tokenize(self, text: str) -> list[str]:
         """Returns the word pieces of `text`, e.g. ["un", "##aff", "##able"]."""

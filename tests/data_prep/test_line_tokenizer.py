@@ -106,3 +106,73 @@ def test_token_table_compares_keys_not_hashes():
     assert ids.tolist() == [v for i in range(len(keys)) for v in (i, i + 1)] + [1, 2]
     assert lengths.tolist() == [2 * len(keys), 2]
     assert bytes(data[missing[0, 0]:missing[0, 1]]) == b"k5000"
+
+
+# --- the compiled BasicTokenizer + WordPiece for printable-ASCII tokens -------------------------
+
+def _ascii_words(seed, count):
+    import random
+    rng = random.Random(seed)
+    alnum = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    printable = "".join(chr(c) for c in range(0x21, 0x7F))
+    words = ["".join(rng.choice(alnum if rng.random() < 0.9 else printable)
+                     for _ in range(rng.choice([1, 2, 3, 5, 8, 13, 21])))
+             for _ in range(count)]
+    return words + ["a" * 200, "a" * 201, "B" * 199 + "c", "x" * 450, "0", "Z", "QQQQ",
+                    "a" * 201 + "," + "b" * 3, ",,," + "c" * 200 + "!", "'", "#", "##ing",
+                    "don't", "U.S.A.", "(hello)", "x_y", "a-b", "~`|\\{}"]
+
+
+def _ranges(words):
+    raw = "\n".join(words).encode("utf-8")
+    sizes = np.array([len(w.encode("utf-8")) for w in words])
+    ends = np.cumsum(sizes + 1) - 1
+    return np.frombuffer(raw, np.uint8), np.stack([ends - sizes, ends], axis=1)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=CONFIG_IDS)
+def test_ascii_wordpiece_equals_the_python_rules(fulls, cfg):
+    """AsciiWordPiece gives FullTokenizer's ids for every printable-ASCII token (punctuation
+    split off, lower-cased or not, the 200/201-character bounds per word) and hands every
+    other token back."""
+    from data_prep import wordpiece_compiled
+    full = fulls[cfg]
+    compiled = wordpiece_compiled.AsciiWordPiece(full)
+    others = ["caf\u00e9", "", "\u00bd", "q\u0301", "a\u2019b", "\u4e2d", "x\x7fy", "tab\tx"]
+    words = _ascii_words(3, 4000) + list(dict.fromkeys(
+        t for line in corpus_lines() for t in line.split()))[:6000] + others
+    data, ranges = _ranges(words)
+    ids, counts = compiled.compute(data, ranges)
+    got, at = {}, 0
+    for word, count in zip(words, counts.tolist()):
+        if count >= 0:
+            got[word] = tuple(ids[at:at + count].tolist())
+            at += count
+    assert at == len(ids)
+    printable = [w for w in words if w and all(0x21 <= ord(c) <= 0x7E for c in w)]
+    assert set(got) == set(printable) and not set(got) & set(others)
+    assert len(printable) > 8000
+    for word in printable:
+        assert list(got[word]) == full.convert_tokens_to_ids(full.tokenize(word)), word
+    assert got["a" * 201] == got["x" * 450] == (full.unk_id,)
+
+
+def test_ascii_wordpiece_unmatched_positions_give_unk(tmp_path):
+    """A position no piece matches makes that word [UNK] (not the whole token), as in the
+    original; a punctuation character missing from the vocab is [UNK] too."""
+    from data_prep import wordpiece_compiled
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "un", "##aff",
+                                "##able", "a", "##b", "Ab", "##", "##\u00e9", "caf", ","]) + "\n")
+    for lower in (True, False):
+        full = tokenization.FullTokenizer(str(vocab), lower)
+        words = ["unaffable", "unaffablex", "ab", "Ab", "AB", "abb", "ba", "un", "unaff", "x",
+                 "un,ab", "x.un", "##", ",,"]
+        data, ranges = _ranges(words)
+        ids, counts = wordpiece_compiled.AsciiWordPiece(full).compute(data, ranges)
+        assert (counts >= 1).all()
+        splits = np.split(ids, np.cumsum(counts)[:-1])
+        for word, got in zip(words, splits):
+            assert got.tolist() == full.convert_tokens_to_ids(full.tokenize(word)), word
+        assert splits[0].tolist() == [5, 6, 7] and splits[1].tolist() == [1]
+        assert splits[11].tolist() == [1, 1, 5]  # "x" and "." unknown, "un" known
