@@ -153,11 +153,9 @@ class AsciiWordPiece:
 def _table(blob: np.ndarray, starts: np.ndarray, stops: np.ndarray, ids: np.ndarray
            ) -> token_table.TokenTable:
     """A TokenTable of the keys blob[starts[k]:stops[k]] (distinct) -> (ids[k],)."""
-    lengths = stops - starts
-    keys = blob[np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-                + np.arange(lengths.sum())]
+    keys, key_ends = token_table.gather(blob, np.stack([starts, stops], axis=1))
     table = token_table.TokenTable(limit=len(ids) + 1)
-    table.add_arrays(keys, np.cumsum(lengths), ids.astype(np.int32),
+    table.add_arrays(keys, key_ends, ids.astype(np.int32),
                      np.arange(1, len(ids) + 1, dtype=np.int64))
     return table
 
