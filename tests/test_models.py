@@ -269,21 +269,74 @@ def test_mixed_precision_close_to_float32(tiny_config, policy):
         np.testing.assert_allclose(b[key], a[key], atol=tol)
 
 
-def test_dropout_masks_equal_keras_and_compile_with_xla():
-    """bert_tf's Dropout names Philox (fast under XLA on CPU); outside XLA, Keras'
-    auto-selected generator is Philox too, so the masks are the same for the same seed."""
+def test_dropout_keep_rate_scale_gradient_and_xla():
+    """bert_tf's Dropout keeps each element with probability (65536 - round(65536 * rate)) /
+    65536 (16 random bits against a threshold), scales kept ones by its inverse, multiplies
+    the gradient by the same mask (eagerly, in a tf.function and under XLA), and gives the same
+    masks under XLA (Philox named)."""
     import tensorflow as tf
     from bert_tf.layers import Dropout
-    x = np.ones((4, 64, 32), "float32")
-    ours, theirs = Dropout(0.1, seed=7), keras.layers.Dropout(0.1, seed=7)
-    for _ in range(2):  # successive calls advance both seed generators alike
-        np.testing.assert_array_equal(ours(x, training=True), theirs(x, training=True))
-    np.testing.assert_array_equal(ours(x, training=False), x)
-    dropped = np.asarray(tf.function(lambda: ours(x, training=True), jit_compile=True)())
-    assert 0.85 < (dropped != 0).mean() < 0.95
-    np.testing.assert_allclose(dropped[dropped != 0], 1 / 0.9, rtol=1e-6)
-    assert keras.layers.deserialize(keras.layers.serialize(ours)).get_config() == \
-        ours.get_config()
+    from bert_tf.layers.dropout import keep_probability, keep_threshold, stateless_dropout
+    assert keep_threshold(0.1) == 6554 and keep_probability(0.1) == 58982 / 65536
+    assert abs(keep_probability(0.1) - 0.9) < 2 ** -17
+    x = np.ones((4, 64, 33), "float32")  # an odd number of elements
+    layer = Dropout(0.1, seed=7)
+    first, second = np.asarray(layer(x, training=True)), np.asarray(layer(x, training=True))
+    assert not np.array_equal(first, second)  # successive calls draw new masks
+    np.testing.assert_array_equal(layer(x, training=False), x)
+    for dropped in (first, second):
+        np.testing.assert_allclose(dropped[dropped != 0], 1 / keep_probability(0.1), rtol=1e-7)
+    # Keep rate over many elements: within 5 standard errors of the exact keep probability;
+    # the same per row and per column, so no part of a tensor is favoured.
+    big = np.asarray(Dropout(0.1, seed=3)(np.ones((1001, 999), "float32"), training=True)) != 0
+    p = keep_probability(0.1)
+    assert abs(big.mean() - p) < 5 * np.sqrt(p * (1 - p) / big.size)
+    for axis, n in ((0, 1001), (1, 999)):
+        assert np.abs(big.mean(axis) - p).max() < 6 * np.sqrt(p * (1 - p) / n)
+    # Neighbouring decisions (two from one 32-bit draw) and rows are uncorrelated.
+    flat = big.reshape(-1)[: big.size // 2 * 2].astype("float64")
+    assert abs(np.corrcoef(flat[0::2], flat[1::2])[0, 1]) < 0.01
+    assert abs(np.corrcoef(big[:-1].reshape(-1), big[1:].reshape(-1))[0, 1]) < 0.01
+    for rate in (0.3, 0.5):
+        many = np.asarray(Dropout(rate, seed=1)(np.ones((512, 512), "float32"), training=True))
+        q = keep_probability(rate)
+        assert abs((many != 0).mean() - q) < 5 * np.sqrt(q * (1 - q) / many.size)
+        np.testing.assert_allclose(many[many != 0], 1 / q, rtol=1e-7)
+    # Gradient: upstream * mask, the same mask as the forward pass.
+    xv = tf.Variable(np.random.default_rng(0).normal(size=(8, 16, 24)).astype("float32"))
+    up = np.random.default_rng(1).normal(size=(8, 16, 24)).astype("float32")
+    seeded = Dropout(0.1, seed=11)
+
+    def forward_and_gradient():
+        with tf.GradientTape() as tape:
+            y = seeded(xv, training=True)
+            loss = tf.reduce_sum(y * up)
+        return y, tape.gradient(loss, xv)
+
+    for fn in (forward_and_gradient, tf.function(forward_and_gradient),
+               tf.function(forward_and_gradient, jit_compile=True)):
+        y, grad = fn()
+        mask = np.asarray(y) / np.asarray(xv)
+        assert 0.8 < (mask != 0).mean() < 0.97
+        np.testing.assert_allclose(grad, up * mask, rtol=1e-6)
+    # bfloat16: same decisions, scale rounded to bfloat16.
+    bf = np.asarray(tf.cast(Dropout(0.1, seed=5, dtype="bfloat16")(tf.ones((64, 64), tf.bfloat16),
+                                                                  training=True),
+                            tf.float32))
+    np.testing.assert_array_equal(np.unique(bf), [0.0, float(tf.cast(
+        tf.constant(1 / keep_probability(0.1), tf.bfloat16), tf.float32))])
+    # XLA-compiled: the same masks as outside XLA for the same seed.
+    seed = tf.constant([5, 9])
+    eager = np.asarray(stateless_dropout(tf.constant(x), 0.1, seed))
+    compiled = np.asarray(tf.function(lambda: stateless_dropout(tf.constant(x), 0.1, seed),
+                                      jit_compile=True)())
+    np.testing.assert_array_equal(eager, compiled)
+    # A rate of 1 and a noise_shape take Keras' own layer.
+    np.testing.assert_array_equal(Dropout(1.0)(x, training=True), np.zeros_like(x))
+    shaped = np.asarray(Dropout(0.5, noise_shape=(4, 1, 33), seed=2)(x, training=True))
+    assert (shaped == shaped[:, :1, :]).all()
+    assert keras.layers.deserialize(keras.layers.serialize(layer)).get_config() == \
+        layer.get_config()
 
 
 def test_fused_training_gelu_equals_the_plain_one_and_stays_out_of_inference():
