@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -40,6 +41,9 @@ def _run(task, out, steps, **kwargs):
 
 
 def test_learns_and_writes_results(shards, tmp_path):
+    # Seeded: the initial weights otherwise depend on which tests ran before in the process
+    # (one order gave 0.21 accuracy after 80 steps; seeds 0-5 give 0.36-0.49).
+    keras.utils.set_random_seed(0)
     before = _run(_task(shards), tmp_path / "zero", 1, do_train=False)
     after = _run(_task(shards), tmp_path / "run", 80)
     assert after["global_step"] == 80
