@@ -139,9 +139,9 @@ def _file_version(path: str) -> tuple:
     return os.path.abspath(path), stat.st_size, stat.st_mtime_ns
 
 
-def read_vocab(vocab_file: str) -> dict[str, int]:
-    """The checked vocabulary (tokenization.load_vocab + validate_vocab), read once per
-    process and file version: the ids for the algorithm and the tokenizer share it."""
+def _read_vocab(vocab_file: str) -> tuple[tuple, dict[str, int]]:
+    """(file version, checked vocabulary): `read_vocab` and `load_vocab_ids` key their caches
+    on one stat of the file, so both always describe the same version of it."""
     if not os.path.isfile(vocab_file):
         raise ValueError(f"--vocab_file: no such file {vocab_file!r}")
     key = _file_version(vocab_file)
@@ -153,14 +153,19 @@ def read_vocab(vocab_file: str) -> dict[str, int]:
         except ValueError as e:
             raise ValueError(f"--vocab_file: {e}") from None
         _VOCABS[key] = vocab
-    return _VOCABS[key]
+    return key, _VOCABS[key]
+
+
+def read_vocab(vocab_file: str) -> dict[str, int]:
+    """The checked vocabulary (tokenization.load_vocab + validate_vocab), read once per
+    process and file version: the ids for the algorithm and the tokenizer share it."""
+    return _read_vocab(vocab_file)[1]
 
 
 def load_vocab_ids(vocab_file: str) -> inst.VocabIds:
     """Checks the vocabulary file and returns the ids the algorithm needs (cached per process
     and file version: once per shard otherwise)."""
-    vocab = read_vocab(vocab_file)
-    key = _file_version(vocab_file)
+    key, vocab = _read_vocab(vocab_file)
     if key not in _VOCAB_IDS:
         _VOCAB_IDS[key] = inst.VocabIds.from_vocab(vocab, source=f"--vocab_file {vocab_file}")
     return _VOCAB_IDS[key]

@@ -31,7 +31,8 @@ class SelfAttention(keras.layers.Layer):
     Inputs:
       hidden: float [batch, seq_len, hidden_size].
       input_mask: int/bool [batch, seq_len], 1 for real tokens, 0 for padding.
-      query_positions: optional int [batch, num_queries]: attend from these positions only.
+      query_rows: optional float [batch, num_queries, hidden_size]: rows of `hidden` (the
+        caller gathers them, and reuses them for its residual): attend from these only.
     Output: float [batch, seq_len or num_queries, hidden_size] (before the residual).
 
     One [hidden, 3*hidden] matmul computes query, key and value together (one large GEMM is
@@ -39,9 +40,9 @@ class SelfAttention(keras.layers.Layer):
     head-major, which is how checkpoint conversion concatenates the original's three kernels.
     Scores are scaled by 1/sqrt(head_dim) and the softmax runs in float32 under mixed precision.
 
-    With `query_positions`, keys and values still cover every position but queries are
-    projected and attended from the given rows only: the output rows equal those rows of the
-    full output. The pretrainer's last block uses it, because its heads read only [CLS] and
+    With `query_rows`, keys and values still cover every position but queries are projected
+    and attended from the given rows only: the output rows equal those rows of the full
+    output. The pretrainer's last block uses it, because its heads read only [CLS] and
     the masked positions.
     """
 
@@ -65,7 +66,7 @@ class SelfAttention(keras.layers.Layer):
         self.dropout = Dropout(attention_probs_dropout_prob, dtype=self.dtype_policy,
                                name="dropout")
 
-    def build(self, hidden_shape, input_mask_shape=None, query_positions_shape=None):
+    def build(self, hidden_shape, input_mask_shape=None, query_rows_shape=None):
         self.qkv.build(hidden_shape)
         self.output_dense.build(tuple(hidden_shape[:-1]) + (self.hidden_size,))
 
@@ -78,22 +79,21 @@ class SelfAttention(keras.layers.Layer):
         # full-size tensor per slice, summed; unstack's gradient is one stack.
         return ops.unstack(x, num_parts, axis=0)
 
-    def _project(self, hidden, query_positions):
-        if query_positions is None:
+    def _project(self, hidden, query_rows):
+        if query_rows is None:
             return self._split_heads(self.qkv(hidden), 3)
         # Keys and values for every position, queries for the requested rows only: the same
         # kernel columns as the fused projection ([query | key | value]).
         kernel = ops.cast(self.qkv.kernel, self.compute_dtype)
         bias = ops.cast(self.qkv.bias, self.compute_dtype)
         size = self.hidden_size
-        rows = gather_positions(hidden, query_positions)
-        (query,) = self._split_heads(ops.matmul(rows, kernel[:, :size]) + bias[:size], 1)
+        (query,) = self._split_heads(ops.matmul(query_rows, kernel[:, :size]) + bias[:size], 1)
         key, value = self._split_heads(ops.matmul(hidden, kernel[:, size:]) + bias[size:], 2)
         return query, key, value
 
-    def call(self, hidden, input_mask, query_positions=None, training=None):
+    def call(self, hidden, input_mask, query_rows=None, training=None):
         batch, seq_len = ops.shape(hidden)[0], ops.shape(hidden)[1]
-        query, key, value = self._project(hidden, query_positions)
+        query, key, value = self._project(hidden, query_rows)
         query = query * ops.cast(1.0 / math.sqrt(self.head_dim), query.dtype)
         scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))  # [b, h, q, k]
         scores = ops.cast(scores, "float32")
@@ -106,10 +106,9 @@ class SelfAttention(keras.layers.Layer):
                               (batch, ops.shape(query)[2], self.hidden_size))
         return self.output_dense(context)
 
-    def compute_output_shape(self, hidden_shape, input_mask_shape=None,
-                             query_positions_shape=None):
-        if query_positions_shape is not None:
-            return tuple(query_positions_shape) + (self.hidden_size,)
+    def compute_output_shape(self, hidden_shape, input_mask_shape=None, query_rows_shape=None):
+        if query_rows_shape is not None:
+            return tuple(query_rows_shape[:-1]) + (self.hidden_size,)
         return tuple(hidden_shape[:-1]) + (self.hidden_size,)
 
     def get_config(self):

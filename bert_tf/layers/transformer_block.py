@@ -65,12 +65,13 @@ class TransformerBlock(keras.layers.Layer):
         self.output_layer_norm.build(hidden_shape)
 
     def call(self, hidden, input_mask, query_positions=None, training=None):
-        attended = self.attention(hidden, input_mask, query_positions=query_positions,
-                                  training=training)
-        attended = self.attention_dropout(attended, training=training)
+        rows = None
         if query_positions is not None:
-            hidden = gather_positions(hidden, query_positions)
-        hidden = self.attention_layer_norm(hidden + attended)
+            # Gathered once: the attention's queries and the residual read the same rows.
+            rows = gather_positions(hidden, query_positions)
+        attended = self.attention(hidden, input_mask, query_rows=rows, training=training)
+        attended = self.attention_dropout(attended, training=training)
+        hidden = self.attention_layer_norm((hidden if rows is None else rows) + attended)
         activation = self.training_activation if training else self.activation
         expanded = self.output_dense(activation(self.intermediate(hidden)))
         expanded = self.output_dropout(expanded, training=training)
