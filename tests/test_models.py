@@ -270,16 +270,17 @@ def test_mixed_precision_close_to_float32(tiny_config, policy):
 
 
 def test_dropout_keep_rate_scale_gradient_and_xla():
-    """bert_tf's Dropout keeps each element with probability (65536 - round(65536 * rate)) /
-    65536 (16 random bits against a threshold), scales kept ones by its inverse, multiplies
+    """bert_tf's Dropout keeps each element with probability (2**32 - round(2**32 * rate)) /
+    2**32 (32 hashed bits against a threshold), scales kept ones by its inverse, multiplies
     the gradient by the same mask (eagerly, in a tf.function and under XLA), and gives the same
-    masks under XLA (Philox named)."""
+    masks inside and outside an XLA-compiled function."""
     import tensorflow as tf
     from bert_tf.layers import Dropout
     from bert_tf.layers.dropout import keep_probability, keep_threshold, stateless_dropout
-    assert keep_threshold(0.1) == 6554 and keep_probability(0.1) == 58982 / 65536
-    assert abs(keep_probability(0.1) - 0.9) < 2 ** -17
-    x = np.ones((4, 64, 33), "float32")  # an odd number of elements
+    assert keep_threshold(0.1) == 429496730
+    assert keep_probability(0.1) == (2 ** 32 - 429496730) / 2 ** 32
+    assert abs(keep_probability(0.1) - 0.9) < 2 ** -33
+    x = np.ones((4, 64, 33), "float32")
     layer = Dropout(0.1, seed=7)
     first, second = np.asarray(layer(x, training=True)), np.asarray(layer(x, training=True))
     assert not np.array_equal(first, second)  # successive calls draw new masks
@@ -293,10 +294,19 @@ def test_dropout_keep_rate_scale_gradient_and_xla():
     assert abs(big.mean() - p) < 5 * np.sqrt(p * (1 - p) / big.size)
     for axis, n in ((0, 1001), (1, 999)):
         assert np.abs(big.mean(axis) - p).max() < 6 * np.sqrt(p * (1 - p) / n)
-    # Neighbouring decisions (two from one 32-bit draw) and rows are uncorrelated.
+    # Neighbouring decisions and rows are uncorrelated.
     flat = big.reshape(-1)[: big.size // 2 * 2].astype("float64")
     assert abs(np.corrcoef(flat[0::2], flat[1::2])[0, 1]) < 0.01
     assert abs(np.corrcoef(big[:-1].reshape(-1), big[1:].reshape(-1))[0, 1]) < 0.01
+    # Masks of seeds one apart (Keras steps a layer's seed by [0, 1] per call) or in the other
+    # word (other layers) are uncorrelated, also against each other shifted by a few places.
+    ones = tf.ones((1000, 1000))
+    masks = [np.asarray(stateless_dropout(ones, 0.5, tf.constant(seed))).reshape(-1) != 0
+             for seed in ([5, 9], [5, 10], [6, 9], [0, 0], [0, 1], [1, 0])]
+    for i, a in enumerate(masks):
+        for b in masks[i + 1:]:
+            for shift in (0, 1, 7):
+                assert abs(np.corrcoef(a[shift:], b[:b.size - shift])[0, 1]) < 0.01
     for rate in (0.3, 0.5):
         many = np.asarray(Dropout(rate, seed=1)(np.ones((512, 512), "float32"), training=True))
         q = keep_probability(rate)

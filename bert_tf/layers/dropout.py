@@ -1,57 +1,80 @@
-"""Dropout whose decisions are 16 random bits each, two per 32-bit Philox output."""
+"""Dropout whose keep decisions come from a keyed integer hash of each element's index."""
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
 
-_LEVELS = 1 << 16  # equally likely values of one decision
+_LEVELS = 1 << 32  # equally likely values of one decision
+_GOLDEN = 0x9E3779B9  # odd, so i * _GOLDEN is a bijection on uint32
 
 
 def keep_threshold(rate: float) -> int:
-    """The uint16 threshold T for `rate`: an element is kept when its 16 random bits are >= T.
+    """The uint32 threshold T for `rate`: an element is kept when its 32 random bits are >= T.
 
-    T = round(rate * 65536), so the keep probability is exactly (65536 - T) / 65536, within
-    2**-17 (7.6e-6) of 1 - rate; for rate 0.1, T = 6554 and keep = 58982 / 65536 = 0.8999939.
+    T = round(rate * 2**32), so the keep probability is exactly (2**32 - T) / 2**32, within
+    2**-33 (1.2e-10) of 1 - rate.
     """
     return min(max(int(round(rate * _LEVELS)), 0), _LEVELS - 1)
 
 
 def keep_probability(rate: float) -> float:
-    """The exact probability that `dropout_mask` keeps an element at `rate`."""
+    """The exact probability that `stateless_dropout` keeps an element at `rate`."""
     return (_LEVELS - keep_threshold(rate)) / _LEVELS
 
 
-def random_bits16(shape, seed) -> tf.Tensor:
-    """uint16 [shape]: independent uniform 16-bit values from Philox (stateless; `seed` int32
-    [2]). Each 32-bit Philox output gives two of them, so half as many are drawn as for a
-    float mask, which takes one 32-bit output per element."""
-    shape = tf.convert_to_tensor(shape, tf.int32)
-    size = tf.reduce_prod(shape)
-    words = tf.random.stateless_uniform(tf.reshape((size + 1) // 2, [1]), seed=seed,
-                                        minval=None, maxval=None, dtype=tf.uint32,
-                                        alg="philox")
-    # [n/2] uint32 -> [n/2, 2] uint16 is a bitcast (no copy); the slice is the identity
-    # unless the size is odd.
-    halves = tf.reshape(tf.bitcast(words, tf.uint16), [-1])[:size]
-    return tf.reshape(halves, shape)
+def _mix(x: tf.Tensor) -> tf.Tensor:
+    """A bijective uint32 -> uint32 mixer: xor-shift / multiply rounds with the constants of
+    C. Wellons' "lowbias32" (each input bit flips each output bit with probability ~1/2)."""
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
+    x = x * tf.constant(0x7FEB352D, tf.uint32)
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 15))
+    x = x * tf.constant(0x846CA68B, tf.uint32)
+    return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
 
 
-def dropout_mask(shape, rate: float, seed, dtype) -> tf.Tensor:
-    """`dtype` [shape]: 1 / keep_probability(rate) where kept, 0 where dropped; each element
-    is kept independently with probability keep_probability(rate)."""
-    keep = random_bits16(shape, seed) >= tf.constant(keep_threshold(rate), tf.uint16)
-    return tf.where(keep, tf.constant(1.0 / keep_probability(rate), dtype),
-                    tf.constant(0.0, dtype))
+def random_bits(shape, seed) -> tf.Tensor:
+    """uint32 [shape]: 32 pseudo-random bits per element, a function of (`seed`, position).
+
+    `seed`: int32 [2], e.g. a Keras SeedGenerator's state. Each element's flat index goes
+    through two rounds of `_mix`, keyed by two words derived from both seed words, so seeds
+    that differ in any bit (Keras steps them by one) give unrelated streams, not shifted copies
+    of one stream. Elementwise integer work that XLA fuses into the one loop that uses it.
+    """
+    xor, golden = tf.bitwise.bitwise_xor, tf.constant(_GOLDEN, tf.uint32)
+    seed = tf.cast(seed, tf.uint32)  # wraps modulo 2**32, whatever Keras' state dtype
+    key_a = _mix(xor(seed[1], _mix(seed[0] + golden)))
+    key_b = _mix(key_a + golden)
+    index = tf.bitcast(tf.range(tf.reduce_prod(shape), dtype=tf.int32), tf.uint32)
+    return tf.reshape(_mix(xor(_mix(xor(index * golden, key_a)), key_b)), shape)
+
+
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+def _apply_mask(x, seed, threshold, scale):
+    """x * mask with mask = scale where random_bits(shape(x), seed) >= threshold, else 0: one
+    XLA loop that reads x and writes the result (no mask is stored). Inside an XLA-compiled
+    step it is inlined into the step."""
+    keep = random_bits(tf.shape(x), seed) >= threshold
+    return tf.where(keep, x * tf.cast(scale, x.dtype), tf.zeros_like(x))
 
 
 def stateless_dropout(inputs: tf.Tensor, rate: float, seed) -> tf.Tensor:
-    """Inverted dropout: inputs * dropout_mask(...). Same shape and dtype as `inputs`.
+    """Inverted dropout of `inputs` (float, any shape; same shape and dtype out): each element
+    is kept with probability keep_probability(rate) and scaled by its inverse, or zeroed.
+    `seed`: int32 [2]; the same seed gives the same mask.
 
-    The gradient is upstream * mask, one multiply; `tf.nn.experimental.stateless_dropout`
-    draws one 32-bit value per element and runs a scale, a compare and a select forward and a
-    select and a multiply backward.
+    The gradient is upstream * the same mask, recomputed from the seed rather than stored
+    (the hash costs less than reading a stored mask back).
     """
-    return inputs * dropout_mask(tf.shape(inputs), rate, seed, inputs.dtype)
+    threshold = tf.constant(keep_threshold(rate), tf.uint32)
+    scale = tf.constant(1.0 / keep_probability(rate), tf.float32)
+
+    @tf.autograph.experimental.do_not_convert
+    @tf.custom_gradient
+    def dropout(x):
+        return _apply_mask(x, seed, threshold, scale), lambda upstream: _apply_mask(
+            upstream, seed, threshold, scale)
+
+    return dropout(inputs)
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
@@ -59,20 +82,17 @@ class Dropout(keras.layers.Dropout):
     """`keras.layers.Dropout` with cheaper masks; same arguments and config as Keras' layer.
 
     Input and output: float [...], any shape. In training each element is kept with
-    probability `keep_probability(rate)` ((65536 - round(65536 * rate)) / 65536, within 7.6e-6
-    of 1 - rate) and kept elements are scaled by its inverse, so the expected output equals
-    the input. The decisions are 16 random bits against an integer threshold, two per 32-bit
-    Philox output (`stateless_dropout`): at BERT-base about 10% of a mixed_bfloat16 training
-    step's op time was the float masks. Philox is named explicitly because inside an
-    XLA-compiled function on CPU the "auto_select" generator measured about 100x slower. The
-    masks differ from Keras' for the same seed (same distribution up to the rounding of the
-    rate). A `noise_shape` (or a rate of 1) falls back to Keras' layer.
+    probability `keep_probability(rate)` ((2**32 - round(2**32 * rate)) / 2**32, within
+    1.2e-10 of 1 - rate) and kept elements are scaled by its inverse, so the expected output
+    equals the input. The decisions are a keyed integer hash of each element's index against
+    an integer threshold (`stateless_dropout`), computed by XLA in the loop that applies them,
+    forward and backward: on CPU, TensorFlow's Philox masks inside an XLA-compiled step cost
+    several times the hash (benchmarks/README.md). The masks differ from Keras' for the same
+    seed (same distribution up to the rounding of the rate). A `noise_shape` (or a rate of 1)
+    falls back to Keras' layer.
     """
 
     def call(self, inputs, training=False):
         if not training or self.rate == 0 or self.rate >= 1 or self.noise_shape is not None:
             return super().call(inputs, training=training)
-        seed = self.seed_generator.next()
-        if seed.dtype != tf.int32:  # stateless ops take int32 seeds; Keras maps them the same way
-            seed = tf.cast(tf.math.floormod(seed, tf.int32.max - 1), tf.int32)
-        return stateless_dropout(inputs, self.rate, seed)
+        return stateless_dropout(inputs, self.rate, self.seed_generator.next())
