@@ -73,11 +73,14 @@ def main(argv=None) -> int:
     parser.add_argument("--peers", default="keras_hub", help="keras_hub or empty")
     parser.add_argument("--calls", type=int, default=5, help="encoder calls per repetition")
     parser.add_argument("--repetitions", type=int, default=7)
+    common.add_allocator_argument(parser)
     args = parser.parse_args(argv)
+    allocator_line = common.choose_allocator(args.cpu_allocator)
 
     xla_modes = {"both": (False, True), "on": (True,), "off": (False,)}[args.xla]
     with_peer = "keras_hub" in common.parse_list(args.peers)
     print("\n".join(common.environment_lines(["tensorflow", "keras", "keras-hub"])))
+    print(allocator_line)
     rows, summary = [], []
     for size in common.parse_list(args.configs):
         batch = args.batch or DEFAULT_BATCH[size]

@@ -205,12 +205,15 @@ def main(argv=None) -> int:
     parser.add_argument("--hidden_act", default="gelu_approximate",
                         help="our encoder's activation (keras-hub's encoder uses the tanh "
                              "approximation, as BERT; its MLM head uses exact gelu)")
+    common.add_allocator_argument(parser)
     args = parser.parse_args(argv)
+    allocator_line = common.choose_allocator(args.cpu_allocator)
 
     peers = common.parse_list(args.peers)
     xla_modes = {"both": (False, True), "on": (True,), "off": (False,)}[args.xla]
     print("\n".join(common.environment_lines(
         ["tensorflow", "keras", "keras-hub", "torch", "transformers"])))
+    print(allocator_line)
     print(f"intra-op threads: {tf.config.threading.get_intra_op_parallelism_threads() or 'auto'}"
           f", steps per timed call: {args.steps_per_loop}, repetitions: {args.repetitions}")
     rows, summary = [], []

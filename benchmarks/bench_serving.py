@@ -281,7 +281,9 @@ def main(argv=None) -> int:
                              "with lowercase=True, unlike the original do_lower_case")
     parser.add_argument("--probe_unicode", action="store_true",
                         help="also compare both tokenizers on a few non-ASCII strings")
+    common.add_allocator_argument(parser)
     args = parser.parse_args(argv)
+    allocator_line = common.choose_allocator(args.cpu_allocator)
 
     wanted = set(common.parse_list(args.contenders))
     unknown = wanted - set(TEXT + REFERENCE)
@@ -293,6 +295,7 @@ def main(argv=None) -> int:
 
     print("\n".join(common.environment_lines(["tensorflow", "keras", "keras-hub",
                                               "tensorflow-text"])))
+    print(allocator_line)
     print(f"vocab: {os.path.relpath(VOCAB_FILE, REPO)} ({vocab_size()} entries), "
           f"text: {args.text}")
     rows, summary, costs, checks = [], [], [], []

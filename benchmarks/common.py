@@ -249,5 +249,20 @@ def environment_lines(packages: Sequence[str]) -> list[str]:
     return lines
 
 
+def add_allocator_argument(parser) -> None:
+    parser.add_argument("--cpu_allocator", default="bfc", choices=("bfc", "default"),
+                        help="TensorFlow's host allocator for every contender in the run: "
+                             "bfc (what the bert_tf scripts use) or malloc (TensorFlow's "
+                             "default); TF_CPU_ALLOCATOR_USE_BFC in the environment wins")
+
+
+def choose_allocator(choice: str) -> str:
+    """Applies --cpu_allocator before any tensor exists; returns a line for the header."""
+    from bert_tf import cpu_allocator
+
+    active = cpu_allocator.use_bfc_cpu_allocator(choice == "bfc")
+    return f"cpu allocator: {'bfc' if active else 'default (malloc)'}, for every contender"
+
+
 def parse_list(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]

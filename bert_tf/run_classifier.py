@@ -102,7 +102,7 @@ def _resolve_modes(task: glue.GlueTask) -> tuple[bool, bool, bool]:
 
 def main(argv) -> None:
     del argv
-    logging.getLogger().setLevel(logging.INFO)
+    script_flags.start_main(FLAGS)
     required = ["task_name", "vocab_file", "output_dir"] + ([] if FLAGS.use_tfds else ["data_dir"])
     for name in required:
         if not FLAGS[name].value:

@@ -29,7 +29,7 @@ flags.DEFINE_bool("full_last_layer", False,
 
 def main(argv) -> None:
     del argv
-    logging.getLogger().setLevel(logging.INFO)
+    script_flags.start_main(FLAGS)
     for name in ("input_file", "output_dir"):
         if not FLAGS[name].value:
             raise app.UsageError(f"--{name} is required.")

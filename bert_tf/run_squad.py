@@ -133,7 +133,7 @@ def _evaluate_fn(data: squad.SquadData, output_dir: str, chief: bool):
 
 def main(argv) -> None:
     del argv
-    logging.getLogger().setLevel(logging.INFO)
+    script_flags.start_main(FLAGS)
     if FLAGS.verbose_logging:
         logging.getLogger("bert_tf.squad").setLevel(logging.DEBUG)
     _check_flags()

@@ -68,7 +68,7 @@ def _write_predictions(path: str, sentences, predicted: list[list[str]]) -> int:
 
 def main(argv) -> None:
     del argv
-    logging.getLogger().setLevel(logging.INFO)
+    script_flags.start_main(FLAGS)
     for name in ("vocab_file", "output_dir"):
         if not FLAGS[name].value:
             raise app.UsageError(f"--{name} is required.")

@@ -11,7 +11,7 @@ from typing import Callable
 import keras
 from absl import app, flags
 
-from bert_tf import distribute, training
+from bert_tf import cpu_allocator, distribute, training
 from bert_tf.config import PRESETS, BertConfig
 from bert_tf.init_checkpoint import init_from_checkpoint
 from bert_tf.optimization import OPTIMIZERS, create_optimizer
@@ -51,6 +51,10 @@ def define_training_flags(learning_rate: float, train_batch_size: int, eval_batc
     flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for --distribution_strategy=tpu.")
     flags.DEFINE_enum("dtype", "float32", list(distribute.DTYPES), "Compute precision.")
     flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward/backward pass.")
+    flags.DEFINE_bool("bfc_cpu_allocator", True, "Use TensorFlow's BFC allocator for host "
+                      "memory (reuses it instead of faulting in fresh pages every step: 1.2-2x "
+                      "faster steps on CPU; memory once used stays with the process). "
+                      "TF_CPU_ALLOCATOR_USE_BFC in the environment overrides it.")
     flags.DEFINE_integer("seed", 12345, "Random seed (initialisation, data order, dropout).")
     flags.DEFINE_integer("eval_every_steps", 0, "Also evaluate every N steps while training "
                          "(0: only at the end).")
@@ -73,6 +77,13 @@ def bert_config_from_flags(values: flags.FlagValues) -> BertConfig:
     elif values.vocab_size:
         overrides["vocab_size"] = values.vocab_size
     return BertConfig.from_preset(values.model, **overrides)
+
+
+def start_main(flag_values: flags.FlagValues) -> None:
+    """What a training script's `main` does first, before any tensor exists: INFO logging and
+    the CPU allocator that `--bfc_cpu_allocator` asks for (bert_tf/cpu_allocator.py)."""
+    logging.getLogger().setLevel(logging.INFO)
+    cpu_allocator.use_bfc_cpu_allocator(flag_values.bfc_cpu_allocator)
 
 
 def training_args_from_flags(values: flags.FlagValues, num_train_steps: int, do_train: bool,

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import distribute
+from bert_tf import cpu_allocator, distribute
 from bert_tf.task_base import Task
 from data_prep.atomic_io import write_text
 
@@ -122,6 +122,11 @@ class Trainer:
                 f"replicas ({replicas}) times num_accumulation_steps "
                 f"({args.num_accumulation_steps}).")
         self.chief = distribute.is_chief(strategy)
+        on_cpu = not tf.config.list_logical_devices("GPU")
+        if on_cpu and not cpu_allocator.bfc_cpu_allocator_active():
+            _LOG.info("Training on CPU with TensorFlow's malloc-based allocator: set %s=true "
+                      "before the process starts for faster steps (bert_tf/cpu_allocator.py).",
+                      cpu_allocator.ENV_VAR)
         with strategy.scope():
             self.model = task.build_model(args.dtype)
             optimizer = optimizer_fn()

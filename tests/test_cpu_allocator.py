@@ -1,0 +1,62 @@
+"""The BFC CPU allocator switch: each training script turns it on before any tensor exists.
+
+Each case runs in a fresh interpreter, because TensorFlow picks its CPU allocator once per
+process (the test process has long since picked one)."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+SCRIPTS = ["run_pretraining", "run_classifier", "run_squad", "run_tagger"]
+
+
+def _python(code: str, env_value: str | None = None) -> list[str]:
+    """Runs `code` in a new interpreter; returns its stdout lines."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPU_ALLOCATOR_USE_BFC"}
+    if env_value is not None:
+        env["TF_CPU_ALLOCATOR_USE_BFC"] = env_value
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.split()
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_main_turns_it_on_unless_the_flag_says_no(script):
+    # main stops at a missing required flag, after its first line chose the allocator.
+    code = f"""
+from absl import app, flags
+import bert_tf.{script} as script
+from bert_tf import cpu_allocator
+flags.FLAGS(["prog"] + ARGS)
+try:
+    script.main([])
+except app.UsageError:
+    pass
+print(cpu_allocator.bfc_cpu_allocator_active())
+"""
+    assert _python("ARGS = []\n" + code) == ["True"]
+    assert _python("ARGS = ['--nobfc_cpu_allocator']\n" + code) == ["False"]
+
+
+def test_the_environment_wins_and_a_late_call_warns():
+    code = """
+import logging, sys
+logging.basicConfig(stream=sys.stdout, format="%(levelname)s")
+from bert_tf import cpu_allocator
+print(cpu_allocator.use_bfc_cpu_allocator(True))
+"""
+    assert _python(code, env_value="false") == ["False"]
+    assert _python(code, env_value="1") == ["True"]
+    late = """
+import logging, sys
+logging.basicConfig(stream=sys.stdout, format="%(levelname)s")
+import tensorflow as tf
+tf.constant([1.0]) + 1.0  # the first tensor creates the default allocator
+from bert_tf import cpu_allocator
+print(cpu_allocator.use_bfc_cpu_allocator(True))
+"""
+    assert _python(late) == ["WARNING", "False"]
