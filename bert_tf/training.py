@@ -122,7 +122,7 @@ class Trainer:
                 f"replicas ({replicas}) times num_accumulation_steps "
                 f"({args.num_accumulation_steps}).")
         self.chief = distribute.is_chief(strategy)
-        on_cpu = not tf.config.list_logical_devices("GPU")
+        on_cpu = not tf.config.list_physical_devices("GPU")  # as distribute.get_strategy
         if on_cpu and not cpu_allocator.bfc_cpu_allocator_active():
             _LOG.info("Training on CPU with TensorFlow's malloc-based allocator: set %s=true "
                       "before the process starts for faster steps (bert_tf/cpu_allocator.py).",

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from bert_tf.cpu_allocator import ENV_VAR
 from tests.conftest import REPO_ROOT
 
 SCRIPTS = ["run_pretraining", "run_classifier", "run_squad", "run_tagger"]
@@ -15,9 +16,9 @@ SCRIPTS = ["run_pretraining", "run_classifier", "run_squad", "run_tagger"]
 
 def _python(code: str, env_value: str | None = None) -> list[str]:
     """Runs `code` in a new interpreter; returns its stdout lines."""
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPU_ALLOCATOR_USE_BFC"}
+    env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
     if env_value is not None:
-        env["TF_CPU_ALLOCATOR_USE_BFC"] = env_value
+        env[ENV_VAR] = env_value
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
