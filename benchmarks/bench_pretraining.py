@@ -4,6 +4,8 @@
     python -m benchmarks.bench_pretraining --configs=base --batch=8
     python -m benchmarks.bench_pretraining --configs=base --seq=512 --batch=2
     python -m benchmarks.bench_pretraining --peers=keras_hub,torch   # add Hugging Face on PyTorch
+    python -m benchmarks.bench_pretraining --configs=base --batch=256 --dtype=mixed_bfloat16 \
+        --xla=on --steps_per_loop=10 --peak_tflops=989.4   # a GPU (H100 bf16 peak): adds MFU
 
 What each side runs, per timed call (`--steps_per_loop` steps, 5 by default):
 
@@ -185,6 +187,14 @@ def build_torch(size: str, data: dict, dtype: str, steps: int):
     return run
 
 
+def mfu_cells(c: common.Contender, flops_per_sequence: float, peak_tflops: float) -> list[str]:
+    """Model TFLOP/s at the median rate, and that over `peak_tflops` (model FLOPs utilisation)."""
+    if c.error:
+        return ["", ""]
+    tflops = c.rate * flops_per_sequence / 1e12
+    return [f"{tflops:.4g}", f"{100 * tflops / peak_tflops:.1f}%"]
+
+
 # --- driver ----------------------------------------------------------------------------------
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -205,6 +215,10 @@ def main(argv=None) -> int:
     parser.add_argument("--hidden_act", default="gelu_approximate",
                         help="our encoder's activation (keras-hub's encoder uses the tanh "
                              "approximation, as BERT; its MLM head uses exact gelu)")
+    parser.add_argument("--peak_tflops", type=float, default=None,
+                        help="the device's peak dense TFLOP/s for the dtype (H100 SXM bf16: "
+                             "989.4); adds model TFLOP/s and MFU columns "
+                             "(common.pretraining_flops_per_sequence)")
     common.add_allocator_argument(parser)
     args = parser.parse_args(argv)
     allocator_line = common.choose_allocator(args.cpu_allocator)
@@ -241,9 +255,11 @@ def main(argv=None) -> int:
                     "torch/eager", build_torch(size, data, dtype, args.steps_per_loop),
                     batch * args.steps_per_loop)
             common.interleave(list(contenders.values()), args.repetitions)
+            flops = common.pretraining_flops_per_sequence(size, args.seq, args.max_predictions)
             for (side, tag), c in contenders.items():
                 rows.append([size, dtype, side, tag]
-                            + common.timing_cells(c, args.steps_per_loop, seq=args.seq))
+                            + common.timing_cells(c, args.steps_per_loop, seq=args.seq)
+                            + (mfu_cells(c, flops, args.peak_tflops) if args.peak_tflops else []))
             ours = common.best([c for (s, _), c in contenders.items() if s == "ours"])
             for peer in peers:
                 other = common.best([c for (s, _), c in contenders.items() if s == peer])
@@ -256,7 +272,8 @@ def main(argv=None) -> int:
     common.print_table(f"Pretraining step, seq {args.seq} ({args.steps_per_loop} steps per "
                        f"call, median of {args.repetitions})",
                        ["config", "dtype", "model", "mode"]
-                       + common.timing_columns("seq", "step", tokens=True), rows)
+                       + common.timing_columns("seq", "step", tokens=True)
+                       + (["model TFLOP/s", "MFU"] if args.peak_tflops else []), rows)
     if summary:
         common.print_table("Best of each side (ours / peer)",
                            ["config", "dtype", "ours (best)", "seq/s", "peer (best)", "seq/s",

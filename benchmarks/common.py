@@ -48,6 +48,28 @@ def keras_hub_backbone(size: str, dtype: str):
         dtype=dtype)
 
 
+def pretraining_flops_per_sequence(size: str, seq: int, max_predictions: int,
+                                   vocab: int = VOCAB_SIZE) -> float:
+    """Model FLOPs of one pretraining step per sequence: forward + backward = 3 x forward.
+
+    Forward, counting 2 FLOPs per multiply-add of the matrix products only:
+      encoder, per layer and token: 24 h^2 (QKV 6h^2, output 2h^2, FFN 16h^2 with
+        intermediate 4h) + 4 s h (scores QK^T and the weighted sum of V)
+      masked-LM head, per predicted slot (all `max_predictions`, padded ones too, since they
+        are computed): 2 h^2 (transform) + 2 h V (decoder tied to the word embeddings)
+      pooler + next-sentence head, per sequence: 2 h^2 + 4 h
+    That is the usual 6 x params x tokens over the matrix weights each token meets, plus the
+    attention products; embedding lookups, LayerNorm, softmax and dropout are not counted.
+    keras-hub's BertMaskedLM has no pooler or NSP head (<0.1% of the count at base) and is
+    charged the same FLOPs, so MFU compares like with like.
+    """
+    layers, h, _ = SIZES[size]
+    forward = (layers * seq * (24 * h * h + 4 * seq * h)
+               + max_predictions * (2 * h * h + 2 * h * vocab)
+               + 2 * h * h + 4 * h)
+    return 3.0 * forward
+
+
 def synthetic_batch(batch: int, seq: int, vocab: int = VOCAB_SIZE,
                     max_predictions: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
     """A random batch in BERT's input schema, as numpy arrays; the same for the same arguments.
@@ -242,10 +264,23 @@ def environment_lines(packages: Sequence[str]) -> list[str]:
     lines = [f"cpu: {cpu_model()}, {os.cpu_count()} logical cores",
              f"python {platform.python_version()}; " + ", ".join(
                  f"{k} {v}" for k, v in versions(packages).items())]
+    lines += accelerator_lines()
     flags = {k: os.environ[k] for k in ("TF_ENABLE_ONEDNN_OPTS", "TF_XLA_FLAGS", "XLA_FLAGS",
                                         "OMP_NUM_THREADS") if k in os.environ}
     if flags:
         lines.append("env: " + ", ".join(f"{k}={v}" for k, v in flags.items()))
+    return lines
+
+
+def accelerator_lines() -> list[str]:
+    """One line per GPU TensorFlow sees (none on a CPU-only machine)."""
+    import tensorflow as tf
+
+    lines = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        lines.append(f"gpu: {details.get('device_name', gpu.name)}, compute capability "
+                     f"{details.get('compute_capability')}")
     return lines
 
 
