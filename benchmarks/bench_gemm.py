@@ -1,0 +1,67 @@
+"""Matrix-product ceiling: how many FLOP/s one GEMM of a training step's shapes reaches here.
+
+    python -m benchmarks.bench_gemm                    # base shapes, float32, TF with/without XLA + NumPy
+    python -m benchmarks.bench_gemm --dtype=bfloat16   # TF only (NumPy has no bfloat16 GEMM)
+
+A pretraining step cannot run faster than its matrix products at this rate, so the model
+GFLOP/s of `bench_pretraining.py --peak_tflops=...` over this figure says how much room is
+left. Shapes (tokens x in x out): the dense layers of one BERT-base block on a batch of
+8 x 128 tokens (QKV, FFN in, FFN out), and a large square product.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from benchmarks import common
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+SHAPES = ((1024, 768, 2304), (1024, 768, 3072), (1024, 3072, 768), (4096, 4096, 4096))
+
+
+def gflops(run, flops: float, repetitions: int) -> float:
+    """Median GFLOP/s of `run()` over `repetitions` timed calls after one warm-up call."""
+    np.asarray(run())
+    times = []
+    for _ in range(repetitions):
+        start = time.perf_counter()
+        np.asarray(run())  # copies the result to the host: waits for the device
+        times.append(time.perf_counter() - start)
+    return flops / float(np.median(times)) / 1e9
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--repetitions", type=int, default=20)
+    common.add_allocator_argument(parser)
+    args = parser.parse_args(argv)
+    allocator_line = common.choose_allocator(args.cpu_allocator)
+    print("\n".join(common.environment_lines(["tensorflow", "numpy"])))
+    print(allocator_line)
+    rows = []
+    rng = np.random.default_rng(0)
+    for m, k, n in SHAPES:
+        a_np = rng.standard_normal((m, k), np.float32)
+        b_np = rng.standard_normal((k, n), np.float32)
+        a, b = tf.constant(a_np, args.dtype), tf.constant(b_np, args.dtype)
+        flops = 2.0 * m * k * n
+        xla = tf.function(lambda: tf.matmul(a, b), jit_compile=True)
+        plain = tf.function(lambda: tf.matmul(a, b))
+        row = [f"{m}x{k}x{n}", f"{gflops(xla, flops, args.repetitions):.0f}",
+               f"{gflops(plain, flops, args.repetitions):.0f}"]
+        if args.dtype == "float32":
+            row.append(f"{gflops(lambda: a_np @ b_np, flops, args.repetitions):.0f}")
+        rows.append(row)
+    header = ["m x k x n", "TF + XLA GFLOP/s", "TF GFLOP/s"]
+    if args.dtype == "float32":
+        header.append("NumPy GFLOP/s")
+    common.print_table(f"One {args.dtype} GEMM, median of {args.repetitions}", header, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
