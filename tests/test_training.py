@@ -1,5 +1,6 @@
 """The shared training loop: learning, resume, preemption, distribution, precision."""
 import json
+import logging
 import os
 import signal
 import socket
@@ -13,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 import bert_tf
-from bert_tf import optimization, training
+from bert_tf import cpu_allocator, distribute, optimization, training
 from bert_tf.pretraining import PretrainingTask
 from tests.conftest import REPO_ROOT
 from tests.pretraining_data import write_pretraining_shards
@@ -73,6 +74,21 @@ def test_resume_continues_step_and_data_position(shards, tmp_path):
     full = list(task.train_dataset(context, skip_batches=0).take(4))
     skipped = next(iter(task.train_dataset(context, skip_batches=3)))
     np.testing.assert_array_equal(full[3]["input_ids"], skipped["input_ids"])
+
+
+@pytest.mark.parametrize("bfc", [False, True])
+def test_cpu_training_without_the_bfc_allocator_logs_how_to_turn_it_on(
+        shards, tmp_path, monkeypatch, caplog, bfc):
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("the hint is for CPU training")
+    monkeypatch.setattr(cpu_allocator, "bfc_cpu_allocator_active", lambda: bfc)
+    args = training.TrainingArgs(output_dir=str(tmp_path), train_batch_size=16,
+                                 num_train_steps=1)
+    with caplog.at_level(logging.INFO, logger="bert_tf.training"):
+        training.Trainer(_task(shards), distribute.get_strategy(), args,
+                         lambda: optimization.create_optimizer(1e-3, 1, 0))
+    hints = [r for r in caplog.records if cpu_allocator.ENV_VAR in r.getMessage()]
+    assert len(hints) == (0 if bfc else 1)
 
 
 def test_accumulation_counts_optimizer_steps(shards, tmp_path):
