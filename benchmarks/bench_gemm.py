@@ -1,7 +1,7 @@
 """Matrix-product ceiling: how many FLOP/s one GEMM of a training step's shapes reaches here.
 
-    python -m benchmarks.bench_gemm                    # base shapes, float32, TF with/without XLA + NumPy
-    python -m benchmarks.bench_gemm --dtype=bfloat16   # TF only (NumPy has no bfloat16 GEMM)
+    python -m benchmarks.bench_gemm                    # float32: TF with/without XLA, NumPy
+    python -m benchmarks.bench_gemm --dtype=bfloat16   # TF only (NumPy has no bf16 GEMM)
 
 A pretraining step cannot run faster than its matrix products at this rate, so the model
 GFLOP/s of `bench_pretraining.py --peak_tflops=...` over this figure says how much room is
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Callable
 
 from benchmarks import common
 
@@ -22,13 +23,19 @@ import tensorflow as tf  # noqa: E402
 SHAPES = ((1024, 768, 2304), (1024, 768, 3072), (1024, 3072, 768), (4096, 4096, 4096))
 
 
-def gflops(run, flops: float, repetitions: int) -> float:
+def _first_element(out: tf.Tensor | np.ndarray) -> float:
+    """Waits for `out` by reading one element: no full copy to the host in the timed region."""
+    return float(np.asarray(out[:1, :1])[0, 0])
+
+
+def gflop_per_s(run: Callable[[], tf.Tensor | np.ndarray], flops: float,
+                repetitions: int) -> float:
     """Median GFLOP/s of `run()` over `repetitions` timed calls after one warm-up call."""
-    np.asarray(run())
+    _first_element(run())
     times = []
     for _ in range(repetitions):
         start = time.perf_counter()
-        np.asarray(run())  # copies the result to the host: waits for the device
+        _first_element(run())
         times.append(time.perf_counter() - start)
     return flops / float(np.median(times)) / 1e9
 
@@ -51,10 +58,10 @@ def main(argv=None) -> int:
         flops = 2.0 * m * k * n
         xla = tf.function(lambda: tf.matmul(a, b), jit_compile=True)
         plain = tf.function(lambda: tf.matmul(a, b))
-        row = [f"{m}x{k}x{n}", f"{gflops(xla, flops, args.repetitions):.0f}",
-               f"{gflops(plain, flops, args.repetitions):.0f}"]
+        row = [f"{m}x{k}x{n}", f"{gflop_per_s(xla, flops, args.repetitions):.0f}",
+               f"{gflop_per_s(plain, flops, args.repetitions):.0f}"]
         if args.dtype == "float32":
-            row.append(f"{gflops(lambda: a_np @ b_np, flops, args.repetitions):.0f}")
+            row.append(f"{gflop_per_s(lambda: a_np @ b_np, flops, args.repetitions):.0f}")
         rows.append(row)
     header = ["m x k x n", "TF + XLA GFLOP/s", "TF GFLOP/s"]
     if args.dtype == "float32":

@@ -5,7 +5,7 @@
     python -m benchmarks.bench_pretraining --configs=base --seq=512 --batch=2
     python -m benchmarks.bench_pretraining --peers=keras_hub,torch   # add Hugging Face on PyTorch
     python -m benchmarks.bench_pretraining --configs=base --batch=256 --dtype=mixed_bfloat16 \
-        --xla=on --steps_per_loop=10 --peak_tflops=989.4   # a GPU (H100 bf16 peak): adds MFU
+        --xla=on --steps_per_loop=10 --peak_tflops=989.4   # on an H100: adds MFU
 
 What each side runs, per timed call (`--steps_per_loop` steps, 5 by default):
 
@@ -187,12 +187,13 @@ def build_torch(size: str, data: dict, dtype: str, steps: int):
     return run
 
 
-def mfu_cells(c: common.Contender, flops_per_sequence: float, peak_tflops: float) -> list[str]:
-    """Model TFLOP/s at the median rate, and that over `peak_tflops` (model FLOPs utilisation)."""
+def flops_cells(c: common.Contender, flops_per_sequence: float,
+                peak_tflops: float | None) -> list[str]:
+    """Model TFLOP/s at the median rate and, with `peak_tflops`, that over the peak (MFU)."""
     if c.error:
-        return ["", ""]
+        return [""] * (2 if peak_tflops else 1)
     tflops = c.rate * flops_per_sequence / 1e12
-    return [f"{tflops:.4g}", f"{100 * tflops / peak_tflops:.1f}%"]
+    return [f"{tflops:.4g}"] + ([f"{100 * tflops / peak_tflops:.1f}%"] if peak_tflops else [])
 
 
 # --- driver ----------------------------------------------------------------------------------
@@ -216,11 +217,12 @@ def main(argv=None) -> int:
                         help="our encoder's activation (keras-hub's encoder uses the tanh "
                              "approximation, as BERT; its MLM head uses exact gelu)")
     parser.add_argument("--peak_tflops", type=float, default=None,
-                        help="the device's peak dense TFLOP/s for the dtype (H100 SXM bf16: "
-                             "989.4); adds model TFLOP/s and MFU columns "
-                             "(common.pretraining_flops_per_sequence)")
+                        help="the device's peak dense TFLOP/s for the one --dtype of the run "
+                             "(H100 SXM: 989.4 bf16, 494.7 TF32); adds an MFU column")
     common.add_allocator_argument(parser)
     args = parser.parse_args(argv)
+    if args.peak_tflops and len(common.parse_list(args.dtype)) != 1:
+        parser.error("--peak_tflops is one dtype's peak: give exactly one --dtype with it")
     allocator_line = common.choose_allocator(args.cpu_allocator)
 
     peers = common.parse_list(args.peers)
@@ -255,11 +257,13 @@ def main(argv=None) -> int:
                     "torch/eager", build_torch(size, data, dtype, args.steps_per_loop),
                     batch * args.steps_per_loop)
             common.interleave(list(contenders.values()), args.repetitions)
-            flops = common.pretraining_flops_per_sequence(size, args.seq, args.max_predictions)
+            # Model FLOPs (a plain BERT's), charged alike to every side: see the function.
+            flops_per_sequence = common.pretraining_flops_per_sequence(
+                size, args.seq, args.max_predictions)
             for (side, tag), c in contenders.items():
                 rows.append([size, dtype, side, tag]
                             + common.timing_cells(c, args.steps_per_loop, seq=args.seq)
-                            + (mfu_cells(c, flops, args.peak_tflops) if args.peak_tflops else []))
+                            + flops_cells(c, flops_per_sequence, args.peak_tflops))
             ours = common.best([c for (s, _), c in contenders.items() if s == "ours"])
             for peer in peers:
                 other = common.best([c for (s, _), c in contenders.items() if s == peer])
@@ -273,7 +277,7 @@ def main(argv=None) -> int:
                        f"call, median of {args.repetitions})",
                        ["config", "dtype", "model", "mode"]
                        + common.timing_columns("seq", "step", tokens=True)
-                       + (["model TFLOP/s", "MFU"] if args.peak_tflops else []), rows)
+                       + ["model TFLOP/s"] + (["MFU"] if args.peak_tflops else []), rows)
     if summary:
         common.print_table("Best of each side (ours / peer)",
                            ["config", "dtype", "ours (best)", "seq/s", "peer (best)", "seq/s",

@@ -49,10 +49,12 @@ def keras_hub_backbone(size: str, dtype: str):
 
 
 def pretraining_flops_per_sequence(size: str, seq: int, max_predictions: int,
-                                   vocab: int = VOCAB_SIZE) -> float:
-    """Model FLOPs of one pretraining step per sequence: forward + backward = 3 x forward.
+                                   vocab: int = VOCAB_SIZE,
+                                   last_block_rows: int | None = None) -> float:
+    """FLOPs of one pretraining step per sequence (forward + backward = 3 x forward), a float.
 
-    Forward, counting 2 FLOPs per multiply-add of the matrix products only:
+    `size` is a key of `SIZES`. Forward, counting 2 FLOPs per multiply-add of the matrix
+    products only:
       encoder, per layer and token: 24 h^2 (QKV 6h^2, output 2h^2, FFN 16h^2 with
         intermediate 4h) + 4 s h (scores QK^T and the weighted sum of V)
       masked-LM head, per predicted slot (all `max_predictions`, padded ones too, since they
@@ -60,11 +62,20 @@ def pretraining_flops_per_sequence(size: str, seq: int, max_predictions: int,
       pooler + next-sentence head, per sequence: 2 h^2 + 4 h
     That is the usual 6 x params x tokens over the matrix weights each token meets, plus the
     attention products; embedding lookups, LayerNorm, softmax and dropout are not counted.
-    keras-hub's BertMaskedLM has no pooler or NSP head (<0.1% of the count at base) and is
-    charged the same FLOPs, so MFU compares like with like.
+
+    With `last_block_rows=None` this is the *model* FLOPs of a plain BERT pretrainer, the
+    figure MFU is defined on and charged to every side alike (keras-hub's BertMaskedLM has no
+    pooler or NSP head: <0.1% of the count at base). `last_block_rows=r` gives what bert_tf
+    executes instead: its last block computes keys and values for all rows but queries, the
+    output projection and the FFN only for the r rows the heads read (1 + max_predictions;
+    change 3 in benchmarks/README.md), 5.6% fewer FLOPs at base seq 128.
     """
     layers, h, _ = SIZES[size]
-    forward = (layers * seq * (24 * h * h + 4 * seq * h)
+    full_block = seq * (24 * h * h + 4 * seq * h)
+    last_block = full_block
+    if last_block_rows is not None:
+        last_block = seq * 4 * h * h + last_block_rows * (20 * h * h + 4 * seq * h)
+    forward = ((layers - 1) * full_block + last_block
                + max_predictions * (2 * h * h + 2 * h * vocab)
                + 2 * h * h + 4 * h)
     return 3.0 * forward

@@ -1,33 +1,66 @@
-"""The model-FLOP count behind the benchmarks' MFU column, checked against the model's weights."""
+"""The FLOP count behind the benchmarks' model TFLOP/s and MFU columns, checked against the
+model's own weights."""
 import numpy as np
 import pytest
 
 import bert_tf
 from benchmarks import common
 
+SEQ, PREDICTIONS = 16, 3
 
-@pytest.mark.parametrize("size", ["tiny", "mini"])
-def test_pretraining_flops_count_every_matrix_weight_a_token_meets(size):
+
+def _weight_sizes(size: str) -> dict[str, int]:
     config = bert_tf.BertConfig.from_preset(size, vocab_size=common.VOCAB_SIZE)
     layers, hidden, _ = common.SIZES[size]
     assert (config.num_hidden_layers, config.hidden_size) == (layers, hidden)
     pretrainer = bert_tf.BertPretrainer(bert_tf.BertEncoder.from_bert_config(config))
-    seq, predictions = 16, 3
-    pretrainer({"input_ids": np.ones((1, seq), "int32"), "input_mask": np.ones((1, seq), "int32"),
-                "segment_ids": np.zeros((1, seq), "int32"),
-                "masked_lm_positions": np.arange(1, predictions + 1, dtype="int32")[None]})
-    size_of = {w.path: int(np.prod(w.shape)) for w in pretrainer.weights}
+    pretrainer({"input_ids": np.ones((1, SEQ), "int32"),
+                "input_mask": np.ones((1, SEQ), "int32"),
+                "segment_ids": np.zeros((1, SEQ), "int32"),
+                "masked_lm_positions": np.arange(1, PREDICTIONS + 1, dtype="int32")[None]})
+    return {w.path: int(np.prod(w.shape)) for w in pretrainer.weights}
+
+
+def _heads(size_of: dict[str, int]) -> int:
+    """Forward multiply-adds of the heads: MLM transform + tied decoder per slot, pooler, NSP."""
+    per_prediction = (size_of["masked_lm_head/transform/kernel"]
+                      + size_of["word_embeddings/embeddings"])
+    return (PREDICTIONS * per_prediction + size_of["pooler/kernel"]
+            + size_of["next_sentence_head/kernel"])
+
+
+@pytest.mark.parametrize("size", ["tiny", "mini"])
+def test_model_flops_count_every_block_kernel_on_every_token(size):
+    size_of = _weight_sizes(size)
+    layers, hidden, _ = common.SIZES[size]
     per_token = sum(n for path, n in size_of.items()
                     if path.startswith("transformer_layer_") and path.endswith("/kernel"))
-    per_prediction = (size_of["masked_lm_head/transform/kernel"]
-                      + size_of["word_embeddings/embeddings"])  # the tied decoder
-    per_sequence = size_of["pooler/kernel"] + size_of["next_sentence_head/kernel"]
-    attention = layers * 4 * seq * seq * hidden  # QK^T and the weighted sum, forward
-    forward = 2 * (seq * per_token + predictions * per_prediction + per_sequence) + attention
-    assert common.pretraining_flops_per_sequence(size, seq, predictions) == 3 * forward
+    attention = layers * 2 * SEQ * SEQ * hidden  # multiply-adds of QK^T and of the sum over V
+    forward = 2 * (SEQ * per_token + _heads(size_of) + attention)
+    assert common.pretraining_flops_per_sequence(size, SEQ, PREDICTIONS) == 3 * forward
 
 
-def test_base_seq128_count():
-    # 6 x 85M encoder matrix weights x 128 tokens, plus attention and the 20-slot MLM head.
+@pytest.mark.parametrize("size", ["tiny", "mini"])
+def test_executed_flops_follow_the_last_block_rows(size):
+    size_of = _weight_sizes(size)
+    layers, hidden, _ = common.SIZES[size]
+    rows = 1 + PREDICTIONS
+    last = f"transformer_layer_{layers - 1}/"
+    kernels = {path: n for path, n in size_of.items()
+               if path.startswith("transformer_layer_") and path.endswith("/kernel")}
+    before_last = sum(n for path, n in kernels.items() if not path.startswith(last))
+    qkv = kernels[last + "attention/qkv/kernel"]
+    rest_of_last = sum(n for path, n in kernels.items() if path.startswith(last)) - qkv
+    # keys and values (2/3 of the fused QKV kernel) for every row; the rest for `rows` rows.
+    last_block = SEQ * (2 * qkv // 3) + rows * (qkv // 3 + rest_of_last)
+    attention = (layers - 1) * 2 * SEQ * SEQ * hidden + 2 * rows * SEQ * hidden
+    forward = 2 * (SEQ * before_last + last_block + _heads(size_of) + attention)
+    assert common.pretraining_flops_per_sequence(
+        size, SEQ, PREDICTIONS, last_block_rows=rows) == 3 * forward
+
+
+def test_base_seq128_counts():
     assert common.pretraining_flops_per_sequence("base", 128, 20) == pytest.approx(69.93e9,
                                                                                   rel=1e-4)
+    assert common.pretraining_flops_per_sequence(
+        "base", 128, 20, last_block_rows=21) == pytest.approx(66.02e9, rel=1e-4)
