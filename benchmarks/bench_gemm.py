@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from typing import Callable
 
 from benchmarks import common
@@ -28,16 +27,10 @@ def _first_element(out: tf.Tensor | np.ndarray) -> float:
     return float(np.asarray(out[:1, :1])[0, 0])
 
 
-def gflop_per_s(run: Callable[[], tf.Tensor | np.ndarray], flops: float,
-                repetitions: int) -> float:
-    """Median GFLOP/s of `run()` over `repetitions` timed calls after one warm-up call."""
-    _first_element(run())
-    times = []
-    for _ in range(repetitions):
-        start = time.perf_counter()
-        _first_element(run())
-        times.append(time.perf_counter() - start)
-    return flops / float(np.median(times)) / 1e9
+def _gemm(name: str, product: Callable[[], tf.Tensor | np.ndarray],
+          gflop: float) -> common.Contender:
+    """A contender whose `rate` is GFLOP/s: `items` counts GFLOP, and each run waits."""
+    return common.Contender(name, lambda: _first_element(product()), gflop)
 
 
 def main(argv=None) -> int:
@@ -55,14 +48,14 @@ def main(argv=None) -> int:
         a_np = rng.standard_normal((m, k), np.float32)
         b_np = rng.standard_normal((k, n), np.float32)
         a, b = tf.constant(a_np, args.dtype), tf.constant(b_np, args.dtype)
-        flops = 2.0 * m * k * n
-        xla = tf.function(lambda: tf.matmul(a, b), jit_compile=True)
-        plain = tf.function(lambda: tf.matmul(a, b))
-        row = [f"{m}x{k}x{n}", f"{gflop_per_s(xla, flops, args.repetitions):.0f}",
-               f"{gflop_per_s(plain, flops, args.repetitions):.0f}"]
+        gflop = 2e-9 * m * k * n
+        contenders = [_gemm("xla", tf.function(lambda: tf.matmul(a, b), jit_compile=True), gflop),
+                      _gemm("tf", tf.function(lambda: tf.matmul(a, b)), gflop)]
         if args.dtype == "float32":
-            row.append(f"{gflop_per_s(lambda: a_np @ b_np, flops, args.repetitions):.0f}")
-        rows.append(row)
+            contenders.append(_gemm("numpy", lambda: a_np @ b_np, gflop))
+        common.interleave(contenders, args.repetitions, log=None)
+        rows.append([f"{m}x{k}x{n}"] + [c.error[:40] if c.error else f"{c.rate:.0f}"
+                                         for c in contenders])
     header = ["m x k x n", "TF + XLA GFLOP/s", "TF GFLOP/s"]
     if args.dtype == "float32":
         header.append("NumPy GFLOP/s")

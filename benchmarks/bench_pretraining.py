@@ -237,6 +237,9 @@ def main(argv=None) -> int:
         batch = args.batch or DEFAULT_BATCH[size]
         data = common.synthetic_batch(batch, args.seq,
                                       max_predictions=args.max_predictions)
+        # Model FLOPs (a plain BERT's), charged alike to every side: see the function.
+        flops_per_sequence = common.pretraining_flops_per_sequence(size, args.seq,
+                                                                   args.max_predictions)
         for dtype in common.parse_list(args.dtype):
             print(f"\n== {size} seq {args.seq} batch {batch} {dtype}")
             contenders = {}
@@ -257,9 +260,6 @@ def main(argv=None) -> int:
                     "torch/eager", build_torch(size, data, dtype, args.steps_per_loop),
                     batch * args.steps_per_loop)
             common.interleave(list(contenders.values()), args.repetitions)
-            # Model FLOPs (a plain BERT's), charged alike to every side: see the function.
-            flops_per_sequence = common.pretraining_flops_per_sequence(
-                size, args.seq, args.max_predictions)
             for (side, tag), c in contenders.items():
                 rows.append([size, dtype, side, tag]
                             + common.timing_cells(c, args.steps_per_loop, seq=args.seq)
