@@ -18,7 +18,8 @@ def test_pretraining_prints_model_tflops_and_mfu_for_one_dtype(capsys):
     assert header[-2:] == ["model TFLOP/s", "MFU"]
     row, = [r for r in _table_rows(out, "tiny") if r[2] == "ours"]
     tflops, mfu = float(row[-2]), float(row[-1].rstrip("%"))
-    assert tflops > 0 and mfu == pytest.approx(100 * tflops, rel=0.01)
+    # MFU is printed to 0.1 percentage point, model TFLOP/s to 4 significant digits.
+    assert tflops > 0 and mfu == pytest.approx(100 * tflops, abs=0.051)
 
 
 def test_pretraining_refuses_one_peak_for_two_dtypes():
