@@ -15,7 +15,8 @@ import os
 import keras
 import tensorflow as tf
 
-from bert_tf.models import BertEncoder, BertPretrainer
+from bert_tf import checkpoints
+from bert_tf.models import BertEncoder
 
 _LOG = logging.getLogger(__name__)
 _HF_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -61,23 +62,19 @@ def checkpoint_format(path: str) -> tuple[str, str]:
 
 
 def init_from_checkpoint(model: keras.Model, path: str) -> str:
-    """Loads weights from `path` into `model` (format auto-detected); returns the format."""
+    """Loads weights from `path` into `model` (format auto-detected); returns the format.
+
+    Every format goes through the same name-table loader (`checkpoints.names.load_into`): the
+    encoder must match (ValueError naming the tensor and both shapes otherwise, nothing
+    assigned), the pooler and pretraining heads are loaded where the checkpoint has them, and
+    a warning names the heads the checkpoint lacks, which keep their initial values.
+    """
+    _encoder_of(model)  # a clear error for a model without an encoder, before any reading
     kind, resolved = checkpoint_format(path)
-    if kind == "bert_tf":
-        if isinstance(model, BertPretrainer):
-            status = tf.train.Checkpoint(model=model).read(resolved)
-        else:
-            target = tf.train.Checkpoint(encoder=_encoder_of(model))
-            status = tf.train.Checkpoint(model=target).read(resolved)
-        status.expect_partial().assert_existing_objects_matched()
-    elif kind == "keras":
-        source = keras.saving.load_model(resolved)
-        _encoder_of(model).set_weights(_encoder_of(source).get_weights())
-    elif kind == "tf1":
-        from bert_tf.checkpoints import load_tf1_checkpoint
-        load_tf1_checkpoint(model, resolved)
-    else:
-        from bert_tf.checkpoints import load_huggingface_checkpoint
-        load_huggingface_checkpoint(model, resolved)
+    loaders = {"bert_tf": checkpoints.load_training_checkpoint,
+               "keras": checkpoints.load_keras_file,
+               "tf1": checkpoints.load_tf1_checkpoint,
+               "huggingface": checkpoints.load_huggingface_checkpoint}
+    loaders[kind](model, resolved)
     _LOG.info("Initialised %s from %s checkpoint %s", model.name, kind, resolved)
     return kind

@@ -4,8 +4,8 @@
     encoder = bert_tf.BertEncoder.from_bert_config(config)
     report = checkpoints.load_checkpoint(encoder, "uncased_L-12_H-768_A-12/bert_model.ckpt")
 
-Name tables live in `names`, one reader/writer per format in `tf1`, `huggingface` and
-`torch_bin`. This module adds format detection and config inference on top.
+Name tables live in `names`, one reader/writer per format in `tf1`, `huggingface`,
+`torch_bin` and `native` (bert_tf's own training checkpoints and `.keras` files). This module adds format detection and config inference on top.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from bert_tf.checkpoints.huggingface import (HuggingFaceReader, huggingface_conf
                                              load_huggingface_checkpoint,
                                              save_huggingface_safetensors)
 from bert_tf.checkpoints.names import LoadReport
+from bert_tf.checkpoints.native import load_keras_file, load_training_checkpoint
 from bert_tf.checkpoints.tf1 import (TF1Reader, is_tf1_checkpoint, load_tf1_checkpoint,
                                      save_tf1_checkpoint, write_tf1_checkpoint)
 from bert_tf.checkpoints.torch_bin import read_torch_bin
@@ -29,7 +30,8 @@ CONFIG_FILES = ("bert_config.json", "config.json")
 
 __all__ = ["CONFIG_FILES", "FORMATS", "LoadReport", "detect_format", "find_config_file",
            "huggingface_config_dict", "infer_bert_config", "load_checkpoint",
-           "load_huggingface_checkpoint", "load_tf1_checkpoint", "read_torch_bin",
+           "load_huggingface_checkpoint", "load_keras_file", "load_tf1_checkpoint",
+           "load_training_checkpoint", "read_torch_bin",
            "save_huggingface_safetensors", "save_tf1_checkpoint", "write_tf1_checkpoint"]
 
 

@@ -237,6 +237,30 @@ def huggingface_format(prefix: str = "bert.") -> Format:
     )
 
 
+def native_rules(num_layers: int) -> list[Rule]:
+    """Identity rules: checkpoints keyed by our own weight paths (`.keras`, bert_tf)."""
+    rules = [Rule(ours, (ours,), False, group) for ours, _, _, group, _, _ in _GLOBAL]
+    for i in range(num_layers):
+        rules += [Rule(f"transformer_layer_{i}/{ours}", (f"transformer_layer_{i}/{ours}",))
+                  for ours, _, _, _ in _LAYER]
+    return rules
+
+
+# Readers of our own files (`checkpoints.native`) key tensors by our weight paths, so the
+# tables' group logic (encoder required, heads all or nothing) applies to them unchanged.
+NATIVE = Format(
+    name="bert_tf",
+    rules=native_rules,
+    namespaces={"encoder": ("word_embeddings/", "position_embeddings/", "segment_embeddings/",
+                            "embeddings_layer_norm/", "transformer_layer_"),
+                "pooler": ("pooler/",), "masked_lm": ("masked_lm_head/",),
+                "next_sentence": ("next_sentence_head/",)},
+    skip=(),
+    aliases=(),
+    layer_pattern=r"^transformer_layer_(\d+)/",
+)
+
+
 def huggingface_prefix(names: Sequence[str]) -> str:
     """"bert." when the state dict uses it (task/pretraining models), else "" (`BertModel`)."""
     return "bert." if any(n.startswith("bert.") for n in names) else ""
