@@ -24,9 +24,16 @@ setup(
         # Example bytes, TFRecord framing): ~20x less CPU than the same loops in Python and
         # ~4x less than the best numpy formulation (see README.md, "Dependencies").
         "numba>=0.68",
+        # Imported directly, though tensorflow or numba bring them too: declared so that a
+        # change in what those pull in cannot break an import here.
+        "llvmlite",  # data_prep/record_kernels.py: the SSE4.2 CRC32C intrinsic for TFRecord framing
+        "flatbuffers",  # data_prep/char_tables.py writes tf-text's normalisation tables
+        "ml_dtypes",  # bfloat16 checkpoint tensors as numpy arrays
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        # tests/test_dependencies.py checks that every module imported anywhere in the tree
+        # is declared here or above.
+        "test": ["pytest>=8", "scipy"],  # scipy: reference Pearson/Spearman in metric tests
         # Peers measured by benchmarks/ in the same run; never needed by the package.
         # (PyTorch + transformers for the optional HF peer are left out: a plain `torch`
         # requirement pulls a multi-GB CUDA build; see benchmarks/README.md.)

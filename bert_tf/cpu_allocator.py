@@ -10,6 +10,10 @@ change 8). The cost: memory that TensorFlow once used stays with the process unt
 up to `TF_CPU_BFC_MEM_LIMIT_IN_MB` (TensorFlow's default: 64 GiB); peak memory of a BERT-base
 training process was 14% higher.
 
+With oneDNN on some CPUs (seen on an AVX-512 VM) TensorFlow's default CPU allocator is already
+oneDNN's `mklcpu`, itself a BFC allocator; there the switch changes nothing and
+`bfc_cpu_allocator_active` is true either way.
+
 TensorFlow reads `TF_CPU_ALLOCATOR_USE_BFC` once, when it creates its CPU allocator, i.e. when
 the process allocates its first tensor, not at import. So this must run before any tensor
 exists; a script calls it first thing in `main`.
