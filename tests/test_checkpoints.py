@@ -538,6 +538,28 @@ def test_torch_bin_bounds_checked(tmp_path):
         torch_bin._read_zip(str(tmp_path / "big.bin"))
 
 
+def test_torch_bin_refuses_broadcast_geometry(tmp_path, monkeypatch):
+    # stride (0, 0) over a 1-element storage: a 28-byte file asking for terabytes.
+    _torch_zip(tmp_path / "huge.bin", {"w": ("FloatStorage", "0", 0, (1 << 20, 1 << 20), (0, 0),
+                                            np.zeros(1, np.float32))})
+    with pytest.raises(pickle.UnpicklingError, match="more than its storage of 1"):
+        torch_bin._read_zip(str(tmp_path / "huge.bin"))
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(ValueError, match="huge.bin: cannot read"):
+        checkpoints.read_torch_bin(str(tmp_path / "huge.bin"))
+
+
+def test_torch_bin_caps_the_total_against_the_file_size(tmp_path):
+    storage = np.zeros(300_000, np.float32)  # 1.2 MB, viewed whole by each tensor
+    views = {f"w{i}": ("FloatStorage", "0", 0, (300_000,), (1,), storage) for i in range(2)}
+    _torch_zip(tmp_path / "tied.bin", views)
+    assert len(torch_bin._read_zip(str(tmp_path / "tied.bin"))) == 2  # tied weights: fine
+    views = {f"w{i}": ("FloatStorage", "0", 0, (300_000,), (1,), storage) for i in range(8)}
+    _torch_zip(tmp_path / "many.bin", views)
+    with pytest.raises(pickle.UnpicklingError, match="more than 4x the file's size"):
+        torch_bin._read_zip(str(tmp_path / "many.bin"))
+
+
 _TORCH_SAVE = """
 import collections, numpy as np, torch
 base = torch.arange(20, dtype=torch.float32)

@@ -28,6 +28,10 @@ _STORAGE_DTYPES = {
 }
 
 
+# The most that a state dict's tensors may add up to, as a multiple of the file's size.
+_MAX_EXPANSION = 4
+
+
 class _StorageType:
     """Stand-in for `torch.FloatStorage` & co.: only its name is needed."""
 
@@ -44,6 +48,14 @@ def _rebuild_tensor(storage: np.ndarray, offset: int, size, stride, *unused) -> 
     size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
     if len(size) != len(stride) or offset < 0 or any(s < 0 for s in size + stride):
         raise pickle.UnpicklingError(f"bad tensor geometry: size={size} stride={stride}")
+    # A checkpoint tensor is a view of part of its storage. More elements than the storage
+    # holds means overlapping or broadcast strides (stride 0): nothing a state dict needs, and
+    # a way for a tiny file to ask for any amount of memory.
+    numel = int(np.prod(size, dtype=object))
+    if numel > storage.size:
+        raise pickle.UnpicklingError(
+            f"tensor of size {size} stride {stride} has {numel} elements, more than its "
+            f"storage of {storage.size}: not a plain checkpoint tensor")
     # Never read past the storage: a corrupt or hostile file must not reach other memory.
     last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else offset - 1
     if last >= storage.size:
@@ -79,13 +91,27 @@ class _Unpickler(pickle.Unpickler):
         super().__init__(io.BytesIO(data))
         self._archive, self._root, self._source = archive, root, source
         self._storages: dict[str, np.ndarray] = {}
+        self._budget = _MAX_EXPANSION * os.path.getsize(source) + (1 << 20)
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in _ALLOWED_GLOBALS:
             raise pickle.UnpicklingError(
                 f"{self._source}: refusing to load global {module}.{name}; only plain tensor "
                 "state dicts are read without torch.")
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return self._rebuild_tensor
         return _ALLOWED_GLOBALS[(module, name)]
+
+    def _rebuild_tensor(self, storage: np.ndarray, offset: int, size, stride, *rest):
+        # Tensors may share a storage (tied weights), so the copies can exceed the file, but
+        # not by much: cap what one file may make us allocate.
+        array = _rebuild_tensor(storage, offset, size, stride, *rest)
+        self._budget -= array.nbytes
+        if self._budget < 0:
+            raise pickle.UnpicklingError(
+                f"{self._source}: its tensors add up to more than {_MAX_EXPANSION}x the "
+                "file's size; refusing to allocate that much")
+        return array
 
     def persistent_load(self, pid: Any) -> np.ndarray:
         # ('storage', storage_type, key, location, numel): location is ignored (always CPU).
