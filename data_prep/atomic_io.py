@@ -8,8 +8,10 @@ killed process leaves at most the `.tmp-*` file; the files get the usual umask p
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import re
 import socket
 import uuid
 from typing import Any, Iterator
@@ -30,6 +32,35 @@ def atomic_path(path: str) -> Iterator[str]:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str) -> list[str]:
+    """Removes `<path>.tmp-<host>-<pid>-*` files left by dead writers on this host.
+
+    A killed writer leaves its temporary behind; a rerun writes a new one, so the old one is
+    only litter. Temporaries of live processes, and of other hosts (whose processes cannot be
+    checked from here), are left alone. Returns the removed paths.
+    """
+    host = socket.gethostname()
+    pattern = re.compile(re.escape(os.path.basename(path)) + r"\.tmp-(.+)-(\d+)-[0-9a-f]{8}$")
+    removed = []
+    for candidate in glob.glob(glob.escape(path) + ".tmp-*"):
+        match = pattern.match(os.path.basename(candidate))
+        if match and match.group(1) == host and not _pid_alive(int(match.group(2))):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(candidate)
+                removed.append(candidate)
+    return removed
 
 
 def write_text(path: str, text: str) -> None:

@@ -70,7 +70,7 @@ from absl import app, flags, logging
 
 from data_prep import instances as inst
 from data_prep import instances_compiled, instances_vectorized
-from data_prep import sentences
+from data_prep import atomic_io, sentences
 
 # data_prep.tfrecords and data_prep.tokenization import TensorFlow (~4 s): they are imported
 # where first needed, so that flag and input errors are reported at once.
@@ -521,6 +521,8 @@ def create_pretraining_data(input_files: Sequence[str], output_files: Sequence[s
     jobs = plan_jobs(input_files, output_files, settings)
     for out in output_files:
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        for stale in atomic_io.remove_stale_temporaries(out):
+            logging.info("removed %s, left by a killed run", stale)
     manifests = {}
     for job in jobs:
         finished = _finished_manifest(job)

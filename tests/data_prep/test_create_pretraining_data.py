@@ -356,3 +356,27 @@ def test_read_corpus_groups_lines_like_the_input_format(tmp_path, tokenizer):
                      "lines": 8}
     empty = cpd.read_corpus([str(paths[2])], cpd.batch_tokenizer(tokenizer, VOCAB_FILE, True))
     assert empty.documents() == [] and empty.tokens.size == 0
+
+
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
+def test_rerun_removes_temporaries_of_killed_writers(three_inputs, tmp_path):
+    import socket
+    s = settings(random_seed=3)
+    outs = [str(tmp_path / "out" / f"s{k}.tfrecord") for k in range(3)]
+    os.makedirs(tmp_path / "out")
+    host = socket.gethostname()
+    dead = f"{outs[1]}.tmp-{host}-{_dead_pid()}-0123abcd"  # what a SIGKILLed writer leaves
+    live = f"{outs[1]}.tmp-{host}-{os.getpid()}-4567cdef"  # a writer still running
+    remote = f"{outs[1]}.tmp-elsewhere-{_dead_pid()}-89abcdef"  # another host's: unknowable
+    for path in (dead, live, remote):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+    cpd.create_pretraining_data(three_inputs, outs, s)
+    assert not os.path.exists(dead)
+    assert os.path.exists(live) and os.path.exists(remote)
+    assert all(os.path.getsize(p) > 0 for p in outs)
