@@ -36,6 +36,28 @@ def _compression(files: list[str]) -> str:
     return "GZIP" if all(gz) else ""
 
 
+def list_flag_files(*file_flags: tuple[str | None, str]) -> list[str]:
+    """`list_files` of each (patterns, flag name) pair whose patterns are set, concatenated."""
+    return [f for patterns, flag in file_flags if patterns for f in list_files(patterns, flag)]
+
+
+def find_corrupt_record(files: list[str]) -> str | None:
+    """"<file>: <TensorFlow's reason>" for the first of `files` whose records do not read.
+
+    TensorFlow's DataLossError (e.g. "truncated record at 299932") names no file when the
+    files are interleaved; this reads each file alone to find it. A full pass over the data,
+    so it runs only after a read has already failed. None when every file reads.
+    """
+    compression = _compression(files)
+    for file in files:
+        try:
+            tf.data.TFRecordDataset(file, compression_type=compression).reduce(
+                tf.constant(0, tf.int64), lambda n, _: n + 1)
+        except tf.errors.DataLossError as e:
+            return f"{file}: {e.message.strip().splitlines()[0]}"
+    return None
+
+
 def record_dataset(files: list[str], batch_size: int, is_training: bool,
                    parse_fn: Callable[[tf.Tensor], dict], input_context=None,
                    skip_batches: int = 0, seed: int = 12345,

@@ -56,6 +56,10 @@ class PretrainingTask(Task):
     def has_eval(self) -> bool:
         return bool(self.eval_input_file)
 
+    def input_files(self) -> list[str]:
+        return inputs.list_flag_files((self.input_file, "input_file"),
+                                      (self.eval_input_file, "eval_input_file"))
+
     def eval_dataset(self, input_context) -> tf.data.Dataset | None:
         if not self.eval_input_file:
             return None

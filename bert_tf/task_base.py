@@ -49,6 +49,10 @@ class Task(abc.ABC):
         """Metrics from the summed `eval_step` totals over the whole eval set."""
         raise NotImplementedError
 
+    def input_files(self) -> list[str]:
+        """The TFRecord files the task reads (named when one turns out to be corrupt)."""
+        return []
+
     def on_checkpoint_restored(self, model: keras.Model) -> None:
         """Called after `init_checkpoint` loading is skipped because a run resumes."""
 
@@ -93,3 +97,7 @@ class FeatureFileTask(Task):
 
     def has_eval(self) -> bool:
         return bool(self.eval_file)
+
+    def input_files(self) -> list[str]:
+        return inputs.list_flag_files((self.train_file, "train_file"),
+                                      (self.eval_file, self.eval_flag))

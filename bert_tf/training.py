@@ -10,6 +10,7 @@ evaluates every `eval_every_steps` and keeps the weights with the best `best_met
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -23,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import cpu_allocator, distribute
+from bert_tf import cpu_allocator, distribute, inputs
 from bert_tf.task_base import Task
 from data_prep.atomic_io import write_text
 
@@ -430,15 +431,27 @@ def run(task: Task, args: TrainingArgs, optimizer_fn: Callable[[], keras.optimiz
     trainer = Trainer(task, strategy, args, optimizer_fn)
     trainer.restore_or_initialize(init_fn)
     results: dict[str, float] = {}
-    if args.do_train:
-        results.update({f"train_{k}": v for k, v in trainer.train().items()})
-    if args.do_eval and has_eval(task):
-        metrics = trainer.evaluate()
+    with _naming_corrupt_input(task):
         if args.do_train:
-            trainer.keep_best(metrics)
-        results.update(metrics)
+            results.update({f"train_{k}": v for k, v in trainer.train().items()})
+        if args.do_eval and has_eval(task):
+            metrics = trainer.evaluate()
+            if args.do_train:
+                trainer.keep_best(metrics)
+            results.update(metrics)
     results["global_step"] = trainer.step
     return results
+
+
+@contextlib.contextmanager
+def _naming_corrupt_input(task: Task):
+    """Turns TensorFlow's DataLossError, which names no file, into one that names it."""
+    try:
+        yield
+    except tf.errors.DataLossError as e:
+        where = inputs.find_corrupt_record(task.input_files())
+        raise ValueError(f"corrupt TFRecord input: {where or e.message.strip().splitlines()[0]}"
+                         ) from e
 
 
 def write_eval_results(path: str, metrics: dict[str, float]) -> None:

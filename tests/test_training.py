@@ -1,7 +1,9 @@
 """The shared training loop: learning, resume, preemption, distribution, precision."""
+import glob
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -236,3 +238,17 @@ def test_init_checkpoint_errors_name_the_path(tmp_path):
         init_from_checkpoint(model, str(tmp_path))
     with pytest.raises(ValueError, match="does not exist"):
         init_from_checkpoint(model, str(tmp_path / "nothing" / "ckpt-3"))
+
+
+def test_truncated_input_shard_is_named_with_its_offset(tmp_path):
+    pattern = write_pretraining_shards(str(tmp_path / "data"))
+    files = sorted(glob.glob(pattern))
+    with open(files[1], "rb") as f:
+        data = f.read()
+    with open(files[1], "wb") as f:
+        f.write(data[: len(data) * 3 // 5])  # what a copy cut short leaves
+    with pytest.raises(ValueError) as raised:
+        _run(_task(pattern), tmp_path / "run", 40)
+    message = str(raised.value)
+    assert message.startswith(f"corrupt TFRecord input: {files[1]}: ")
+    assert re.search(r"truncated record at \d+", message), message
