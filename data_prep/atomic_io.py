@@ -17,6 +17,9 @@ import uuid
 from typing import Any, Iterator
 
 
+_TAG_DIGITS = 8  # random hex digits ending a temporary's name
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yields a temporary path to write; renames it to `path` only if the block succeeds.
@@ -24,7 +27,7 @@ def atomic_path(path: str) -> Iterator[str]:
     The parent directory is created if needed. On an exception the temporary file is removed.
     """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = f"{path}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:_TAG_DIGITS]}"
     try:
         yield tmp
         os.replace(tmp, path)
@@ -40,7 +43,7 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's live process
-        return True
+        pass
     return True
 
 
@@ -52,7 +55,9 @@ def remove_stale_temporaries(path: str) -> list[str]:
     checked from here), are left alone. Returns the removed paths.
     """
     host = socket.gethostname()
-    pattern = re.compile(re.escape(os.path.basename(path)) + r"\.tmp-(.+)-(\d+)-[0-9a-f]{8}$")
+    # The name `atomic_path` gives: <path>.tmp-<host>-<pid>-<tag>.
+    pattern = re.compile(re.escape(os.path.basename(path))
+                         + rf"\.tmp-(.+)-(\d+)-[0-9a-f]{{{_TAG_DIGITS}}}$")
     removed = []
     for candidate in glob.glob(glob.escape(path) + ".tmp-*"):
         match = pattern.match(os.path.basename(candidate))
