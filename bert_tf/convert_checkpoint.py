@@ -18,6 +18,8 @@ import tempfile
 
 from absl import app, flags
 
+from data_prep import command
+
 _LOG = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = ("keras", "tf1", "huggingface")
@@ -151,15 +153,10 @@ def main(argv: list[str]) -> None:
         if not FLAGS[name].value:
             raise app.UsageError(f"--{name} is required.")
     logging.getLogger().setLevel(logging.INFO)
-    try:
-        report = convert(FLAGS.source, FLAGS.output, source_format=FLAGS.source_format,
-                         output_format=FLAGS.output_format, model=FLAGS.model,
-                         bert_config_file=FLAGS.bert_config_file,
-                         num_attention_heads=FLAGS.num_attention_heads,
-                         overwrite=FLAGS.overwrite)
-    except (FileExistsError, FileNotFoundError, ValueError) as e:
-        # The message names the file and what is wrong; a traceback adds nothing for a user.
-        raise SystemExit(f"bert-convert: error: {e}") from e
+    report = convert(FLAGS.source, FLAGS.output, source_format=FLAGS.source_format,
+                     output_format=FLAGS.output_format, model=FLAGS.model,
+                     bert_config_file=FLAGS.bert_config_file,
+                     num_attention_heads=FLAGS.num_attention_heads, overwrite=FLAGS.overwrite)
     print(report.summary())
     print(f"wrote {os.path.abspath(FLAGS.output)}")
 
@@ -167,7 +164,7 @@ def main(argv: list[str]) -> None:
 def run() -> None:
     """Console entry point `bert-convert`."""
     define_flags()
-    app.run(main)
+    command.run(main, "bert-convert")
 
 
 if __name__ == "__main__":

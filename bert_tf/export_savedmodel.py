@@ -18,6 +18,7 @@ from bert_tf.config import BertConfig
 from bert_tf.init_checkpoint import init_from_checkpoint
 from bert_tf.models import (BertClassifier, BertEncoder, BertPretrainer, BertSpanLabeler,
                             BertTokenClassifier)
+from data_prep import command
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("keras_model", None, "A saved .keras bert_tf model to export.")
@@ -73,7 +74,7 @@ def main(argv) -> None:
 
 def run() -> None:
     """Console entry point `bert-export`."""
-    app.run(main)
+    command.run(main, "bert-export")
 
 
 if __name__ == "__main__":

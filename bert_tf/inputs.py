@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from typing import Callable
 
 import tensorflow as tf
@@ -54,8 +55,15 @@ def find_corrupt_record(files: list[str]) -> str | None:
             tf.data.TFRecordDataset(file, compression_type=compression).reduce(
                 tf.constant(0, tf.int64), lambda n, _: n + 1)
         except tf.errors.DataLossError as e:
-            return f"{file}: {e.message.strip().splitlines()[0]}"
+            return f"{file}: {data_loss_reason(e)}"
     return None
+
+
+def data_loss_reason(error: tf.errors.DataLossError) -> str:
+    """"truncated record at 299932" (or "corrupted record at N") out of TensorFlow's message,
+    which wraps it in function-node and op names; else the message's first line."""
+    found = re.search(r"(truncated|corrupted) record at \d+", error.message)
+    return found.group(0) if found else error.message.strip().splitlines()[0]
 
 
 def record_dataset(files: list[str], batch_size: int, is_training: bool,

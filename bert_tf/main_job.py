@@ -20,6 +20,8 @@ import time
 
 from absl import app, flags
 
+from data_prep import command
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("work_dir", "runs/demo", "Where the stages write (their flagfiles' paths).")
 flags.DEFINE_list("skip", [], "Stage names to skip: vocab,pretraining_data,pretrain,finetune,"
@@ -51,9 +53,9 @@ def _run_stage(index: int, total: int, name: str, module: str, flagfile: str) ->
                           cwd=_repo_root(), env=env)
     elapsed = time.time() - start
     if done.returncode:
-        raise SystemExit(f"stage {name!r} failed (exit {done.returncode}); rerun the job to "
-                         f"resume, or run the stage alone: python -m {module} "
-                         f"--flagfile={flagfile}")
+        command.fail("bert-demo", f"stage {name!r} failed (exit {done.returncode}); rerun "
+                     f"the job to resume, or run the stage alone: python -m {module} "
+                     f"--flagfile={flagfile}")
     print(f"=== [{index}/{total}] {name} done in {elapsed:.0f}s", flush=True)
     return elapsed
 
@@ -112,7 +114,7 @@ def main(argv) -> None:
 
 def run() -> None:
     """Console entry point `bert-demo`."""
-    app.run(main)
+    command.run(main, "bert-demo")
 
 
 if __name__ == "__main__":

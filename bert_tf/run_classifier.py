@@ -30,7 +30,7 @@ from absl import app, flags
 from bert_tf import distribute, script_flags, training
 from bert_tf.classification import (ClassificationTask, evaluate_logits, output_probabilities,
                                     predict)
-from data_prep import glue
+from data_prep import command, glue
 
 FLAGS = flags.FLAGS
 
@@ -197,7 +197,7 @@ def _predict_split(task: glue.GlueTask, split: str, model: keras.Model,
 
 def run() -> None:
     """Console entry point `bert-classifier`."""
-    app.run(main)
+    command.run(main, "bert-classify")
 
 
 if __name__ == "__main__":

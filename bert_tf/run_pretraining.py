@@ -12,6 +12,7 @@ from absl import app, flags
 
 from bert_tf import distribute, script_flags, training
 from bert_tf.pretraining import PretrainingTask
+from data_prep import command
 
 FLAGS = flags.FLAGS
 
@@ -58,7 +59,7 @@ def main(argv) -> None:
 
 def run() -> None:
     """Console entry point `bert-pretrain`."""
-    app.run(main)
+    command.run(main, "bert-pretrain")
 
 
 if __name__ == "__main__":

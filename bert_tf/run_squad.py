@@ -35,7 +35,7 @@ from absl import app, flags
 from bert_tf import distribute, script_flags, squad_metrics, training
 from bert_tf.squad_postprocess import compute_predictions, write_predictions
 from bert_tf.squad_task import SquadTask
-from data_prep import squad
+from data_prep import command, squad
 
 FLAGS = flags.FLAGS
 
@@ -198,7 +198,7 @@ def main(argv) -> None:
 
 def run() -> None:
     """Console entry point (e.g. `bert-squad`)."""
-    app.run(main)
+    command.run(main, "bert-squad")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from absl import app, flags
 
 from bert_tf import distribute, script_flags, training
 from bert_tf.tagging import TaggingTask
-from data_prep import conll
+from data_prep import command, conll
 from data_prep.tfrecords import atomic_path
 from data_prep.tokenization import FullTokenizer
 
@@ -151,7 +151,7 @@ def main(argv) -> None:
 
 def run() -> None:
     """Console entry point `bert-tagger`."""
-    app.run(main)
+    command.run(main, "bert-tagger")
 
 
 if __name__ == "__main__":

@@ -450,8 +450,7 @@ def _naming_corrupt_input(task: Task):
         yield
     except tf.errors.DataLossError as e:
         where = inputs.find_corrupt_record(task.input_files())
-        raise ValueError(f"corrupt TFRecord input: {where or e.message.strip().splitlines()[0]}"
-                         ) from e
+        raise ValueError(f"corrupt TFRecord input: {where or inputs.data_loss_reason(e)}") from e
 
 
 def write_eval_results(path: str, metrics: dict[str, float]) -> None:

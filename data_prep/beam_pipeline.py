@@ -41,6 +41,7 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
+from data_prep import command
 from data_prep import create_pretraining_data as cpd
 
 
@@ -152,7 +153,7 @@ def main(argv):
 def run() -> None:
     """Console-script entry point (bert-prep-beam)."""
     define_flags()
-    app.run(main)
+    command.run(main, "bert-prep-beam")
 
 
 if __name__ == "__main__":

@@ -161,9 +161,9 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
     """Console entry point `bert-vocab` (and `python -m data_prep.build_vocab`)."""
-    from absl import app
+    from data_prep import command
     _define_flags()
-    app.run(main)
+    command.run(main, "bert-vocab")
 
 
 if __name__ == "__main__":

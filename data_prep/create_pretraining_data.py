@@ -70,7 +70,7 @@ from absl import app, flags, logging
 
 from data_prep import instances as inst
 from data_prep import instances_compiled, instances_vectorized
-from data_prep import atomic_io, sentences
+from data_prep import atomic_io, command, sentences
 
 # data_prep.tfrecords and data_prep.tokenization import TensorFlow (~4 s): they are imported
 # where first needed, so that flag and input errors are reported at once.
@@ -724,7 +724,7 @@ def report_outcome(summary: dict, input_file: str, summary_file: str) -> None:
 def run() -> None:
     """Console-script entry point (bert-prep)."""
     define_flags()
-    app.run(main)
+    command.run(main, "bert-prep")
 
 
 if __name__ == "__main__":

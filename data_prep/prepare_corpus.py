@@ -12,7 +12,7 @@ import os
 
 from absl import app, flags, logging
 
-from data_prep import sentences
+from data_prep import command, sentences
 from data_prep.atomic_io import write_text
 
 FLAGS = flags.FLAGS
@@ -77,4 +77,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    command.run(main, "prepare_corpus")
