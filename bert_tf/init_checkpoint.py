@@ -16,19 +16,10 @@ import keras
 import tensorflow as tf
 
 from bert_tf import checkpoints
-from bert_tf.models import BertEncoder
+from bert_tf.models import encoder_of
 
 _LOG = logging.getLogger(__name__)
 _HF_FILES = ("model.safetensors", "pytorch_model.bin")
-
-
-def _encoder_of(model: keras.Model) -> BertEncoder:
-    if isinstance(model, BertEncoder):
-        return model
-    encoder = getattr(model, "encoder", None)
-    if not isinstance(encoder, BertEncoder):
-        raise ValueError(f"{type(model).__name__} has no BertEncoder to initialise.")
-    return encoder
 
 
 def checkpoint_format(path: str) -> tuple[str, str]:
@@ -42,13 +33,16 @@ def checkpoint_format(path: str) -> tuple[str, str]:
         return "huggingface", path
     prefix = path
     if os.path.isdir(path):
-        prefix = tf.train.latest_checkpoint(path)
+        # A bert_tf run's --output_dir keeps its checkpoints in checkpoints/: accept the run.
+        prefix = (tf.train.latest_checkpoint(path) or
+                  tf.train.latest_checkpoint(os.path.join(path, "checkpoints")))
         if prefix is None:
             found = glob.glob(os.path.join(path, "*.ckpt.index")) or glob.glob(
                 os.path.join(path, "*.index"))
             if not found:
-                raise ValueError(f"init_checkpoint {path!r}: no checkpoint, .keras, "
-                                 "safetensors or pytorch_model.bin found there.")
+                raise ValueError(f"init_checkpoint {path!r}: no checkpoint (nor a run's "
+                                 "checkpoints/), .keras, safetensors or pytorch_model.bin "
+                                 "found there.")
             prefix = found[0][: -len(".index")]
     if not os.path.exists(prefix + ".index"):
         raise ValueError(f"init_checkpoint {path!r}: {prefix}.index does not exist.")
@@ -69,7 +63,7 @@ def init_from_checkpoint(model: keras.Model, path: str) -> str:
     assigned), the pooler and pretraining heads are loaded where the checkpoint has them, and
     a warning names the heads the checkpoint lacks, which keep their initial values.
     """
-    _encoder_of(model)  # a clear error for a model without an encoder, before any reading
+    encoder_of(model)  # a clear error for a model without an encoder, before any reading
     kind, resolved = checkpoint_format(path)
     loaders = {"bert_tf": checkpoints.load_training_checkpoint,
                "keras": checkpoints.load_keras_file,

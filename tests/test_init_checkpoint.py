@@ -7,6 +7,7 @@ masked-LM and next-sentence logits, and a classifier must get its encoder.
 from __future__ import annotations
 
 import logging
+import re
 
 import keras
 import numpy as np
@@ -133,6 +134,13 @@ def test_config_mismatch_names_the_tensor_and_both_shapes(fmt, tmp_path, caplog)
     message = str(raised.value)
     assert "word_embeddings/embeddings" in message and "[200, 128]" in message
     assert "[200, 256]" in message and "shape mismatch" in message
+    # The first line alone (what a command prints) names the file, the first tensor that
+    # differs with both shapes, and how many differ.
+    first = message.splitlines()[0]
+    assert first.startswith(path), first  # the file, or the ckpt-N under the directory
+    assert "does not match the model's config" in first
+    assert "word_embeddings/embeddings: checkpoint [200, 128] vs model [200, 256]" in first
+    assert re.search(r"\(\d+ shape mismatch\(es\)\)$", first), first
     assert "could not be found" not in caplog.text  # no restore-status warning flood
     np.testing.assert_array_equal(before, target.encoder.word_embeddings.embeddings.numpy())
 
@@ -143,6 +151,30 @@ def test_training_checkpoint_with_more_layers_than_the_model_is_refused(tmp_path
     path = _write_training_checkpoint(_pretrainer(deeper, seed=8), tmp_path)
     with pytest.raises(ValueError, match="the model's config does not match the checkpoint"):
         init_from_checkpoint(_pretrainer(), path)
+
+
+def test_training_checkpoint_with_fewer_layers_counts_the_checkpoints_own(tmp_path):
+    # Our weight paths number layers by the model's positions; the message counts the blocks
+    # the checkpoint really holds.
+    path = _write_training_checkpoint(_pretrainer(seed=8), tmp_path)
+    deeper = bert_tf.BertConfig.from_preset("tiny", vocab_size=200, max_position_embeddings=64,
+                                           num_hidden_layers=TINY.num_hidden_layers + 2)
+    with pytest.raises(ValueError) as raised:
+        init_from_checkpoint(_pretrainer(deeper), path)
+    first = str(raised.value).splitlines()[0]
+    assert (f"{TINY.num_hidden_layers + 2} layers in the model, {TINY.num_hidden_layers} in "
+            "the checkpoint" in first), first
+
+
+def test_a_runs_output_dir_is_a_checkpoint(tmp_path):
+    # --init_checkpoint=<a bert_tf run's --output_dir> takes its latest checkpoints/ckpt-N.
+    source = _pretrainer(seed=11)
+    _write_training_checkpoint(source, tmp_path)
+    assert checkpoint_format(str(tmp_path)) == ("bert_tf", str(tmp_path / "checkpoints" / "ckpt-7"))
+    target = _pretrainer(seed=12)
+    init_from_checkpoint(target, str(tmp_path))
+    np.testing.assert_array_equal(target.encoder.word_embeddings.embeddings.numpy(),
+                                  source.encoder.word_embeddings.embeddings.numpy())
 
 
 def test_fewer_layers_in_the_checkpoint_lists_the_missing_ones(tmp_path):
@@ -168,3 +200,9 @@ def test_keras_file_is_loaded_in_safe_mode(tmp_path):
     keras.Model(inputs, outputs).save(path)
     with pytest.raises(ValueError, match="(?i)safe_mode|lambda"):
         init_from_checkpoint(_pretrainer(), path)
+
+
+def test_a_model_without_an_encoder_is_refused_before_reading(tmp_path):
+    plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="Sequential has no BertEncoder"):
+        init_from_checkpoint(plain, str(tmp_path / "never-read"))

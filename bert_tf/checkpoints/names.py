@@ -284,6 +284,11 @@ class CheckpointReader:
     def get(self, name: str) -> np.ndarray:
         raise NotImplementedError
 
+    def num_layers(self, fmt: Format, names: Sequence[str]) -> int:
+        """How many transformer layers the checkpoint holds (for messages); `names` are its
+        names in `fmt`'s canonical form."""
+        return fmt.num_layers(names)
+
 
 @dataclasses.dataclass
 class LoadReport:
@@ -394,8 +399,10 @@ def load_into(weights: Mapping[str, object], reader: CheckpointReader, fmt: Form
                 missing += absent
                 continue
             expected = rule.their_shapes(tuple(weights[rule.ours].shape))
+            ours = f"{rule.ours} {list(weights[rule.ours].shape)}"
             bad = [f"{actual[t]}: checkpoint {list(shapes[actual[t]])} vs model "
-                   f"{list(expected[t])} (for {rule.ours} {list(weights[rule.ours].shape)})"
+                   f"{list(expected[t])}" + ("" if ours == f"{actual[t]} {list(expected[t])}"
+                                             else f" (for {ours})")
                    for t in rule.theirs if tuple(shapes[actual[t]]) != expected[t]]
             if bad:
                 mismatched += bad
@@ -416,9 +423,17 @@ def load_into(weights: Mapping[str, object], reader: CheckpointReader, fmt: Form
             report.unused.append(name)
 
     if missing or unexpected or mismatched:
-        parts = [f"{reader.source}: checkpoint does not match the model ({fmt.name} names, "
-                 f"{num_model_layers(weights)} layers in the model, "
-                 f"{fmt.num_layers(list(actual))} in the checkpoint):"]
+        # The first line is the whole story for a command's one-line error: the first
+        # difference and how many there are; the listings follow.
+        first = (mismatched[:1] or [f"{name} missing from the checkpoint" for name in
+                                    sorted(missing)[:1]] or
+                 [f"{name} unexpected in the checkpoint" for name in sorted(unexpected)[:1]])
+        counts = ", ".join(f"{n} {what}" for n, what in (
+            (len(mismatched), "shape mismatch(es)"), (len(missing), "missing"),
+            (len(unexpected), "unexpected")) if n)
+        parts = [f"{reader.source}: checkpoint does not match the model's config "
+                 f"({fmt.name} names, {num_model_layers(weights)} layers in the model, "
+                 f"{reader.num_layers(fmt, list(actual))} in the checkpoint): {first[0]} ({counts})"]
         if missing:
             parts.append(_listing("missing from the checkpoint", sorted(missing)))
         if unexpected:

@@ -18,6 +18,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from bert_tf.checkpoints import names
+from bert_tf.models.encoder import encoder_of
 
 _GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 _ROOT = "model"  # bert_tf.training writes tf.train.Checkpoint(model=..., optimizer=...)
@@ -65,8 +66,10 @@ class TrainingCheckpointReader(names.CheckpointReader):
         self._keys = {path: keys[id(v)] for path, v in names.model_weights(model).items()
                       if id(v) in keys}
         self._shapes = {path: tuple(shapes[key]) for path, key in self._keys.items()}
-        encoder = getattr(model, "encoder", model)
+        encoder = encoder_of(model)
+        self._num_layers = None
         if id(encoder) in nodes:
+            self._num_layers = _count_transformer_layers(graph, nodes[id(encoder)])
             extra = sorted(_variable_keys(graph, nodes[id(encoder)]) - set(self._keys.values()))
             if extra:
                 raise ValueError(
@@ -79,6 +82,13 @@ class TrainingCheckpointReader(names.CheckpointReader):
 
     def get(self, name: str) -> np.ndarray:
         return self._reader.get_tensor(self._keys[name])
+
+    def num_layers(self, fmt: names.Format, canonical: list[str]) -> int:
+        # Our paths name the layers by *model* position, which is not the checkpoint's when
+        # the configs differ; count the checkpoint's own transformer blocks instead.
+        if self._num_layers is None:
+            return super().num_layers(fmt, canonical)
+        return self._num_layers
 
 
 def _attribute_key(node) -> str | None:
@@ -100,6 +110,21 @@ def _walk(graph, node_id: int, obj, keys: dict[int, str], nodes: dict[int, int])
             keys[id(child)] = key
         else:
             _walk(graph, ref.node_id, child, keys, nodes)
+
+
+def _count_transformer_layers(graph, node_id: int) -> int:
+    """Objects under `node_id` with both an `attention` and an `intermediate` child: the
+    transformer blocks (layers/transformer_block.py)."""
+    blocks, stack, seen = 0, [node_id], set()
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        children = {c.local_name for c in graph.nodes[node].children}
+        blocks += {"attention", "intermediate"} <= children
+        stack += [c.node_id for c in graph.nodes[node].children]
+    return blocks
 
 
 def _variable_keys(graph, node_id: int) -> set[str]:

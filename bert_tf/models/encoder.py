@@ -112,3 +112,14 @@ class BertEncoder(keras.Model):
         if isinstance(config.get("dtype"), dict):
             config["dtype"] = keras.saving.deserialize_keras_object(config["dtype"])
         return cls(**config)
+
+
+def encoder_of(model: keras.Model) -> BertEncoder:
+    """The `BertEncoder` of a bert_tf model (the model itself, or a task model's `.encoder`);
+    ValueError naming the model's type when it has none."""
+    if isinstance(model, BertEncoder):
+        return model
+    encoder = getattr(model, "encoder", None)
+    if not isinstance(encoder, BertEncoder):
+        raise ValueError(f"{type(model).__name__} has no BertEncoder.")
+    return encoder
