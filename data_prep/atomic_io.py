@@ -44,7 +44,19 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:  # someone else's live process
         pass
-    return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed worker whose parent died too stays a zombie until PID 1 reaps it, which a
+    container's init may never do: it answers kill(pid, 0) but writes nothing any more."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            # "pid (comm) state ...": comm may hold spaces and parentheses; state follows
+            # the last ')'.
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return False  # no /proc (not Linux): trust kill(pid, 0)
 
 
 def remove_stale_temporaries(path: str) -> list[str]:

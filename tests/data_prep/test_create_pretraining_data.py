@@ -364,6 +364,28 @@ def _dead_pid() -> int:
     return int(done.stdout)
 
 
+def test_a_zombie_writer_counts_as_dead(tmp_path):
+    # A SIGKILLed worker whose parent died too lingers as a zombie where PID 1 does not reap
+    # (a container's init): its temporary is still litter.
+    import socket
+    import time
+    from data_prep import atomic_io
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        for _ in range(500):  # exited but not waited for: a zombie
+            with open(f"/proc/{child.pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            time.sleep(0.01)
+        target = str(tmp_path / "s.tfrecord")
+        stale = f"{target}.tmp-{socket.gethostname()}-{child.pid}-0123abcd"
+        with open(stale, "wb") as f:
+            f.write(b"partial")
+        assert atomic_io.remove_stale_temporaries(target) == [stale]
+    finally:
+        child.wait()
+
+
 def test_rerun_removes_temporaries_of_killed_writers(three_inputs, tmp_path):
     import socket
     s = settings(random_seed=3)
@@ -380,3 +402,45 @@ def test_rerun_removes_temporaries_of_killed_writers(three_inputs, tmp_path):
     assert not os.path.exists(dead)
     assert os.path.exists(live) and os.path.exists(remote)
     assert all(os.path.getsize(p) > 0 for p in outs)
+
+
+def test_sigkill_mid_shard_then_rerun_gives_the_uninterrupted_bytes(tmp_path):
+    """A real SIGKILL of the whole process group (main and workers) while a shard is being
+    written: no final name holds a partial shard, and the rerun leaves no temporary and
+    writes exactly the bytes of a run that was never killed."""
+    import signal
+    import time
+    args = [f"--input_file={CORPUS_DIR}/*.txt", f"--vocab_file={VOCAB_FILE}",
+            "--num_shards=3", "--num_workers=2", "--dupe_factor=4", "--random_seed=5"]
+    whole = run_cli(*args, f"--output_dir={tmp_path / 'whole'}")
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    expected = {os.path.basename(p): read_bytes(p)
+                for p in glob.glob(str(tmp_path / "whole" / "*.tfrecord"))}
+    assert len(expected) == 3
+
+    out = tmp_path / "killed"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    job = subprocess.Popen([sys.executable, "-m", "data_prep.create_pretraining_data", *args,
+                            f"--output_dir={out}"], cwd=REPO, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and job.poll() is None:
+            if os.path.isdir(out) and any(".tfrecord.tmp-" in n for n in os.listdir(out)):
+                break
+            time.sleep(0.001)
+        assert job.poll() is None, "the run ended before a shard was being written"
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+    assert job.returncode == -signal.SIGKILL
+    assert glob.glob(str(out / "*.tfrecord.tmp-*")), "the kill left no temporary to clean"
+    for path in glob.glob(str(out / "*.tfrecord")):  # what a final name holds is complete
+        assert read_bytes(path) == expected[os.path.basename(path)], path
+
+    rerun = run_cli(*args, f"--output_dir={out}")
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert not glob.glob(str(out / "*.tmp-*")), os.listdir(out)
+    assert {os.path.basename(p): read_bytes(p)
+            for p in glob.glob(str(out / "*.tfrecord"))} == expected
