@@ -43,6 +43,11 @@ setup(
         # TF 2.21's protobuf 6 and current grpcio; tested with 2.77.0. Beam caps protobuf <7,
         # pyarrow <26 and pillow <13, so installing it may downgrade those (see README.md).
         "beam": ["apache-beam>=2.73"],
+        # NVIDIA GPUs: the CUDA 12 / cuDNN 9 wheels (nvidia-*-cu12) that TensorFlow 2.21 was
+        # built for, in this environment, so that TensorFlow does not load whatever other CUDA
+        # the machine has under the same names. Same pin as tensorflow above.
+        # benchmarks/gpu_check.sh reports what was loaded.
+        "gpu": ["tensorflow[and-cuda]==2.21.*"],
     },
     entry_points={
         "console_scripts": [
