@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import glob
 import json
 import logging
 import os
@@ -135,7 +136,11 @@ class Trainer:
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             optimizer.build(self.model.trainable_variables)
             self.optimizer = optimizer
-            self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+            # The dropout layers' seed states are not among the model's checkpointed
+            # dependencies; without them a resumed run would draw the first run's masks again.
+            self._dropout_seeds = dropout_seed_states(self.model)
+            self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
+                                                  dropout_seeds=self._dropout_seeds)
         # Only the chief's checkpoints are kept; other workers must still take part in saving
         # (it is a collective), so they write to a scratch directory that is then removed.
         self._checkpoint_dir = os.path.join(args.output_dir, "checkpoints")
@@ -161,9 +166,17 @@ class Trainer:
 
     def restore_or_initialize(self, init_fn: Callable[[keras.Model], None] | None) -> bool:
         """Resumes from the newest checkpoint in output_dir; else runs `init_fn`. True if resumed."""
+        if self.chief:
+            _remove_partial_checkpoints(self._checkpoint_dir)
         latest = tf.train.latest_checkpoint(self._checkpoint_dir)
         if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            checkpoint = self.checkpoint
+            if not any(name.startswith("dropout_seeds/")
+                       for name, _ in tf.train.list_variables(latest)):
+                _LOG.warning("%s holds no dropout seed states: the resumed run's dropout masks "
+                             "start over, so it will not reproduce an uninterrupted run.", latest)
+                checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+            checkpoint.restore(latest).assert_existing_objects_matched()
             _LOG.info("Resumed from %s at step %d.", latest, self.step)
             return True
         if init_fn is not None:
@@ -451,6 +464,21 @@ def _naming_corrupt_input(task: Task):
     except tf.errors.DataLossError as e:
         where = inputs.find_corrupt_record(task.input_files())
         raise ValueError(f"corrupt TFRecord input: {where or inputs.data_loss_reason(e)}") from e
+
+
+def dropout_seed_states(model: keras.Model) -> list:
+    """The state variables of the model's `keras.random.SeedGenerator`s (one per dropout
+    layer: int [2] each), in the model's variable order."""
+    return [v for v in model.non_trainable_variables if v.name == "seed_generator_state"]
+
+
+def _remove_partial_checkpoints(directory: str) -> None:
+    """Removes the `ckpt-N_temp` folders a save killed midway leaves (TensorFlow writes a
+    checkpoint's files there before renaming them; `checkpoint` never names such a save)."""
+    for path in glob.glob(os.path.join(glob.escape(directory), "ckpt-*_temp")):
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+            _LOG.info("Removed %s, a checkpoint save that was cut short.", path)
 
 
 def write_eval_results(path: str, metrics: dict[str, float]) -> None:

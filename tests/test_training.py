@@ -78,6 +78,29 @@ def test_resume_continues_step_and_data_position(shards, tmp_path):
     np.testing.assert_array_equal(full[3]["input_ids"], skipped["input_ids"])
 
 
+def test_checkpoints_hold_the_dropout_seeds_and_older_ones_still_resume(shards, tmp_path,
+                                                                         caplog):
+    config = bert_tf.BertConfig.from_preset("tiny", vocab_size=64, max_position_embeddings=64)
+    task = PretrainingTask(config, shards, 16, 32, 5)  # BERT's dropout (0.1)
+    _run(task, tmp_path / "new", 5, do_eval=False)
+    names = [n for n, _ in tf.train.list_variables(str(tmp_path / "new" / "checkpoints"))]
+    model = task.build_model("float32")
+    seeds = training.dropout_seed_states(model)
+    # Embeddings, and per layer: attention probabilities, attention output, FFN output.
+    assert len(seeds) == 3 * config.num_hidden_layers + 1
+    assert sum(n.startswith("dropout_seeds/") for n in names) == len(seeds)
+    # A checkpoint written without them (model and optimizer only) resumes, with a warning.
+    optimizer = optimization.create_optimizer(1e-3, 10, 4)
+    optimizer.build(model.trainable_variables)
+    optimizer.iterations.assign(5)
+    tf.train.CheckpointManager(tf.train.Checkpoint(model=model, optimizer=optimizer),
+                               str(tmp_path / "old" / "checkpoints"), 2).save(5)
+    with caplog.at_level(logging.WARNING):
+        resumed = _run(task, tmp_path / "old", 10, do_eval=False)
+    assert resumed["global_step"] == 10
+    assert "holds no dropout seed states" in caplog.text
+
+
 @pytest.mark.parametrize("bfc", [False, True])
 def test_cpu_training_without_the_bfc_allocator_logs_how_to_turn_it_on(
         shards, tmp_path, monkeypatch, caplog, bfc):
