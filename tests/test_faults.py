@@ -48,11 +48,6 @@ def uninterrupted(shards, tmp_path_factory):
     return tf.train.latest_checkpoint(os.path.join(out, "checkpoints"))
 
 
-def _completed_steps(names: list[str]) -> list[int]:
-    return [int(n[len("ckpt-"):-len(".index")]) for n in names
-            if n.startswith("ckpt-") and n.endswith(".index")]
-
-
 def _interrupt(proc: subprocess.Popen, checkpoints: str, mode: str) -> None:
     """Waits until 10 checkpoints are complete, then: `mid-save` SIGKILLs the process while a
     checkpoint is being written (its ckpt-N_temp folder exists), `mid-step` SIGKILLs it
@@ -61,8 +56,9 @@ def _interrupt(proc: subprocess.Popen, checkpoints: str, mode: str) -> None:
     while time.time() < deadline:
         assert proc.poll() is None, "the run ended before it could be interrupted"
         names = os.listdir(checkpoints) if os.path.isdir(checkpoints) else []
-        done = _completed_steps(names)
-        if done and max(done) >= 50:
+        # The `checkpoint` state file is written after a save's files: read what it names.
+        latest = tf.train.latest_checkpoint(checkpoints) if "checkpoint" in names else None
+        if latest and int(latest.rsplit("-", 1)[1]) >= 50:
             saving = any(n.endswith("_temp") for n in names)
             if mode == "mid-save" and saving:
                 proc.send_signal(signal.SIGKILL)
