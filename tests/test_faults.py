@@ -1,7 +1,8 @@
-"""Real faults in real processes: a killed or preempted pretraining run, resumed by running
-the same command again, ends with exactly the weights, optimizer state and step of a run that
-was never interrupted (data order and dropout masks resume too), and leaves no partial
-checkpoint behind.
+"""Real faults in real processes: a killed or preempted training run, resumed by running the
+same command again, ends with exactly the weights, optimizer state, step and metrics of a run
+that was never interrupted (data order and dropout masks resume too), and leaves no partial
+checkpoint behind. Pretraining is interrupted three ways; each fine-tuning command is
+SIGKILLed mid-epoch (slow tests: `python -m pytest -m slow tests/test_faults.py`).
 """
 from __future__ import annotations
 
@@ -18,16 +19,42 @@ import tensorflow as tf
 from tests.conftest import REPO_ROOT
 from tests.pretraining_data import write_pretraining_shards
 
+DATA = os.path.join(REPO_ROOT, "tests", "data")
+VOCAB = os.path.join(DATA, "vocab_uncased.txt")
 STEPS = 120  # 5 steps per loop and per checkpoint: 24 saves
+# Every job keeps BERT's dropout (0.1): resuming must restore the dropout seeds.
+COMMON = ["--model=tiny", f"--num_train_steps={STEPS}", "--save_checkpoints_steps=5",
+          "--steps_per_loop=5", "--keep_checkpoint_max=100", "--learning_rate=1e-3"]
+SQUAD_V2 = os.path.join(DATA, "squad", "tiny-v2.0.json")
 
 
-def _pretrain_cmd(shards: str, out: str) -> list[str]:
-    # --model=tiny keeps BERT's dropout (0.1), so resuming must restore the dropout seeds.
-    return [sys.executable, "-m", "bert_tf.run_pretraining", "--model=tiny", "--vocab_size=64",
-            f"--input_file={shards}", f"--output_dir={out}", "--max_seq_length=32",
-            "--max_predictions_per_seq=5", "--train_batch_size=8", f"--num_train_steps={STEPS}",
-            "--num_warmup_steps=2", "--save_checkpoints_steps=5", "--steps_per_loop=5",
-            "--learning_rate=1e-3", "--keep_checkpoint_max=100"]
+def _job_args(job: str, shards: str) -> tuple[str, list[str], str | None]:
+    """(module, flags without --output_dir, the results file that must match)."""
+    if job == "pretraining":
+        return "bert_tf.run_pretraining", COMMON + [
+            "--vocab_size=64", f"--input_file={shards}", "--max_seq_length=32",
+            "--max_predictions_per_seq=5", "--train_batch_size=8", "--num_warmup_steps=2"], None
+    if job == "classifier":
+        return "bert_tf.run_classifier", COMMON + [
+            "--task_name=sst2", f"--data_dir={DATA}/glue/SST-2", f"--vocab_file={VOCAB}",
+            "--max_seq_length=32", "--train_batch_size=8"], "eval_results.txt"
+    if job == "squad":
+        return "bert_tf.run_squad", COMMON + [
+            f"--vocab_file={VOCAB}", "--max_seq_length=64", "--doc_stride=32",
+            "--max_query_length=16", "--predict_batch_size=4", f"--train_file={SQUAD_V2}",
+            f"--predict_file={SQUAD_V2}", "--do_train", "--do_predict",
+            "--version_2_with_negative", "--train_batch_size=4"], "eval_results.txt"
+    if job == "tagger":
+        return "bert_tf.run_tagger", COMMON + [
+            f"--vocab_file={VOCAB}", f"--train_file={DATA}/conll/train.txt",
+            f"--eval_file={DATA}/conll/dev.txt", "--do_train", "--do_eval",
+            "--max_seq_length=32", "--train_batch_size=16"], "eval_results.txt"
+    raise ValueError(job)
+
+
+def _command(job: str, shards: str, out: str) -> list[str]:
+    module, flags, _ = _job_args(job, shards)
+    return [sys.executable, "-m", module, *flags, f"--output_dir={out}"]
 
 
 def _env() -> dict[str, str]:
@@ -41,11 +68,18 @@ def shards(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def uninterrupted(shards, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("uninterrupted"))
-    done = subprocess.run(_pretrain_cmd(shards, out), cwd=REPO_ROOT, env=_env(),
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return tf.train.latest_checkpoint(os.path.join(out, "checkpoints"))
+    """job -> output_dir of an uninterrupted run (run once per job, on first use)."""
+    runs = {}
+
+    def run(job: str) -> str:
+        if job not in runs:
+            out = str(tmp_path_factory.mktemp(f"uninterrupted_{job}"))
+            done = subprocess.run(_command(job, shards, out), cwd=REPO_ROOT, env=_env(),
+                                  capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, done.stderr[-3000:]
+            runs[job] = out
+        return runs[job]
+    return run
 
 
 def _interrupt(proc: subprocess.Popen, checkpoints: str, mode: str) -> None:
@@ -70,14 +104,20 @@ def _interrupt(proc: subprocess.Popen, checkpoints: str, mode: str) -> None:
     raise AssertionError(f"no moment to interrupt ({mode}) came")
 
 
-@pytest.mark.parametrize("mode", ["mid-step", "mid-save", "sigterm"])
-def test_interrupted_pretraining_resumes_to_the_uninterrupted_result(mode, shards,
-                                                                      uninterrupted, tmp_path):
+CASES = [("pretraining", "mid-step"), ("pretraining", "mid-save"), ("pretraining", "sigterm"),
+         pytest.param("classifier", "mid-step", marks=pytest.mark.slow),
+         pytest.param("squad", "mid-step", marks=pytest.mark.slow),
+         pytest.param("tagger", "mid-step", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("job,mode", CASES)
+def test_interrupted_run_resumes_to_the_uninterrupted_result(job, mode, shards, uninterrupted,
+                                                             tmp_path):
     out = str(tmp_path / "run")
     checkpoints = os.path.join(out, "checkpoints")
     log_path = tmp_path / "interrupted.log"
     with open(log_path, "w") as log_file:  # a file, not a pipe nobody reads while we poll
-        proc = subprocess.Popen(_pretrain_cmd(shards, out), cwd=REPO_ROOT, env=_env(),
+        proc = subprocess.Popen(_command(job, shards, out), cwd=REPO_ROOT, env=_env(),
                                 stdout=log_file, stderr=subprocess.STDOUT)
         try:
             _interrupt(proc, checkpoints, mode)
@@ -97,15 +137,17 @@ def test_interrupted_pretraining_resumes_to_the_uninterrupted_result(mode, shard
         for name in reader.get_variable_to_shape_map():
             reader.get_tensor(name)
 
-    done = subprocess.run(_pretrain_cmd(shards, out), cwd=REPO_ROOT, env=_env(),
+    done = subprocess.run(_command(job, shards, out), cwd=REPO_ROOT, env=_env(),
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"at step {interrupted_at}." in done.stderr
     assert not [n for n in os.listdir(checkpoints) if n.endswith("_temp")]
 
+    reference = uninterrupted(job)
     final = tf.train.latest_checkpoint(checkpoints)
-    assert os.path.basename(final) == os.path.basename(uninterrupted) == f"ckpt-{STEPS}"
-    ours, theirs = tf.train.load_checkpoint(final), tf.train.load_checkpoint(uninterrupted)
+    expected = tf.train.latest_checkpoint(os.path.join(reference, "checkpoints"))
+    assert os.path.basename(final) == os.path.basename(expected) == f"ckpt-{STEPS}"
+    ours, theirs = tf.train.load_checkpoint(final), tf.train.load_checkpoint(expected)
     names = sorted(n for n in theirs.get_variable_to_shape_map()
                    if n != "_CHECKPOINTABLE_OBJECT_GRAPH")
     assert sorted(n for n in ours.get_variable_to_shape_map()
@@ -114,3 +156,7 @@ def test_interrupted_pretraining_resumes_to_the_uninterrupted_result(mode, shard
     for name in names:  # weights, optimizer slots and step, dropout seeds: bit for bit
         np.testing.assert_array_equal(ours.get_tensor(name), theirs.get_tensor(name),
                                       err_msg=name)
+    results = _job_args(job, shards)[2]
+    if results:
+        with open(os.path.join(out, results)) as a, open(os.path.join(reference, results)) as b:
+            assert a.read() == b.read()
