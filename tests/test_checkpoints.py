@@ -560,6 +560,25 @@ def test_torch_bin_caps_the_total_against_the_file_size(tmp_path):
         torch_bin._read_zip(str(tmp_path / "many.bin"))
 
 
+def test_torch_bin_refuses_a_zip_bomb_entry_before_inflating_it(tmp_path):
+    # 64 MB of zeros deflates to ~60 kB: the entry claims far more than the file could hold.
+    path = tmp_path / "bomb.bin"
+    pickled = b"\x80\x02}" + _unicode("w") + b"ctorch._utils\n_rebuild_tensor_v2\n(" + (
+        b"(" + _unicode("storage") + b"ctorch\nFloatStorage\n" + _unicode("1") +
+        _unicode("cpu") + _int(16 << 20) + b"tQ" + _int(0) + b"(" + _int(4) + b"t(" + _int(1) +
+        b"t\x89ccollections\nOrderedDict\n)RtRs.")
+    _torch_zip(tmp_path / "pkl.bin", {}, data_pkl=pickled)
+    with zipfile.ZipFile(tmp_path / "pkl.bin") as src, zipfile.ZipFile(
+            path, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            dst.writestr(item.filename, src.read(item))
+        dst.writestr("archive/data/1", b"\0" * (64 << 20))
+    assert os.path.getsize(path) < 1 << 20
+    with pytest.raises(pickle.UnpicklingError,
+                       match=r"zip entry archive/data/1 unpacks to 67108864 bytes, more than 4x"):
+        torch_bin._read_zip(str(path))
+
+
 _TORCH_SAVE = """
 import collections, numpy as np, torch
 base = torch.arange(20, dtype=torch.float32)

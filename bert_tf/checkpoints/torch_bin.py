@@ -120,10 +120,8 @@ class _Unpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"{self._source}: unsupported persistent id {pid!r}")
         storage_type, key = pid[1], str(pid[2])
         if key not in self._storages:
-            try:
-                raw = self._archive.read(f"{self._root}/data/{key}")
-            except KeyError:
-                raise pickle.UnpicklingError(f"{self._source}: storage {key} is missing") from None
+            raw = _read_entry(self._archive, f"{self._root}/data/{key}", self._source,
+                              self._budget)
             dtype = _STORAGE_DTYPES[storage_type.name]
             if len(raw) % dtype.itemsize:
                 raise pickle.UnpicklingError(f"{self._source}: storage {key} has a partial element")
@@ -156,6 +154,21 @@ def read_torch_bin(path: str) -> dict[str, np.ndarray]:
             for k, v in state.items()}
 
 
+def _read_entry(archive: zipfile.ZipFile, name: str, source: str, budget: int) -> bytes:
+    """One entry's bytes, refused before decompression when it would unpack to more than
+    `budget` bytes (a compressed entry of zeros can claim gigabytes in a small file; zipfile
+    never inflates past the size the entry declares)."""
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        raise pickle.UnpicklingError(f"{source}: {name} is missing") from None
+    if info.file_size > budget:
+        raise pickle.UnpicklingError(
+            f"{source}: zip entry {name} unpacks to {info.file_size} bytes, more than "
+            f"{_MAX_EXPANSION}x the file's size; refusing to read it")
+    return archive.read(info)
+
+
 def _read_zip(path: str) -> dict[str, np.ndarray]:
     with zipfile.ZipFile(path) as archive:
         pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
@@ -165,7 +178,8 @@ def _read_zip(path: str) -> dict[str, np.ndarray]:
         if f"{root}/byteorder" in archive.namelist() and \
                 archive.read(f"{root}/byteorder").strip() != b"little":
             raise ValueError(f"{path}: big-endian PyTorch files are not supported")
-        state = _Unpickler(archive.read(pickles[0]), archive, root, path).load()
+        data = _read_entry(archive, pickles[0], path, _MAX_EXPANSION * os.path.getsize(path))
+        state = _Unpickler(data, archive, root, path).load()
     if not isinstance(state, dict) or not all(isinstance(v, np.ndarray) for v in state.values()):
         raise ValueError(f"{path}: not a flat {{name: tensor}} state dict")
     return {str(k): np.asarray(v) for k, v in state.items()}
