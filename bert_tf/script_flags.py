@@ -15,6 +15,7 @@ from bert_tf import cpu_allocator, distribute, training
 from bert_tf.config import PRESETS, BertConfig
 from bert_tf.init_checkpoint import init_from_checkpoint
 from bert_tf.optimization import OPTIMIZERS, create_optimizer
+from data_prep.tokenization import load_vocab
 
 
 def define_model_flags() -> None:
@@ -72,8 +73,7 @@ def bert_config_from_flags(values: flags.FlagValues) -> BertConfig:
         return BertConfig.from_json_file(values.bert_config_file)
     overrides = {}
     if values.vocab_file:
-        with open(values.vocab_file, encoding="utf-8") as f:
-            overrides["vocab_size"] = sum(1 for _ in f)
+        overrides["vocab_size"] = len(load_vocab(values.vocab_file))
     elif values.vocab_size:
         overrides["vocab_size"] = values.vocab_size
     return BertConfig.from_preset(values.model, **overrides)
@@ -119,8 +119,7 @@ def init_fn_from_flags(values: flags.FlagValues) -> Callable[[keras.Model], None
 
 def check_vocab_size(vocab_file: str, vocab_size: int) -> None:
     """UsageError when the vocab has more tokens than the model's embedding table."""
-    with open(vocab_file, encoding="utf-8") as f:
-        size = sum(1 for _ in f)
+    size = len(load_vocab(vocab_file))
     if size > vocab_size:
         raise app.UsageError(f"--vocab_file has {size} tokens but the model's vocab_size is "
                              f"{vocab_size}: ids would be out of range.")

@@ -71,8 +71,15 @@ def load_vocab(path: str) -> dict[str, int]:
         with tf.io.gfile.GFile(path, "r") as f:
             text = f.read()
     else:
-        with open(path, encoding="utf-8", newline="\n") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line_no = data.count(b"\n", 0, e.start) + 1
+            column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+            raise ValueError(f"{path}:{line_no}: not UTF-8 (byte 0x{data[e.start]:02x} at "
+                             f"column {column})") from None
     lines = text.split("\n")
     if lines[-1] == "":  # the last line's newline (or an empty file)
         lines.pop()

@@ -19,6 +19,7 @@ from tests.pretraining_data import write_pretraining_shards
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOCAB = os.path.join(REPO, "tests", "data", "vocab_uncased.txt")
+SST2 = os.path.join(REPO, "tests", "data", "glue", "SST-2")
 SQUAD_MALFORMED = os.path.join(REPO, "tests", "data", "squad", "malformed.json")
 # The synthetic shards' geometry (tests/pretraining_data.py).
 BAD_CONLL = "John B-PER\nsmith\n"  # line 2 has no tag
@@ -98,6 +99,26 @@ CASES = {
         ["--model=tiny", f"--vocab_file={VOCAB}",
          "--train_file=" + _write(tmp / "bad.txt", BAD_CONLL), f"--output_dir={tmp / 'out'}",
          "--do_train", "--nodo_eval"], f"{tmp / 'bad.txt'}:2"),
+    "classifier_vocab_not_utf8": lambda tmp: (
+        "bert_tf.run_classifier", "bert-classify",
+        ["--task_name=sst2", f"--data_dir={SST2}", "--vocab_file=" + _write_bytes(
+            tmp / "vocab.txt", b"[PAD]\n[UNK]\ncaf\xe9\n"), "--model=tiny",
+         f"--output_dir={tmp / 'out'}"], f"{tmp / 'vocab.txt'}:3: not UTF-8 (byte 0xe9 at column 4)"),
+    "classifier_tsv_missing_column": lambda tmp: (
+        "bert_tf.run_classifier", "bert-classify",
+        ["--task_name=sst2", f"--data_dir={_sst2_with(tmp, 'a fine film')}",
+         f"--vocab_file={VOCAB}", "--model=tiny", f"--output_dir={tmp / 'out'}"],
+        f"{tmp / 'sst2' / 'train.tsv'}:2: expected at least 2 tab-separated columns"),
+    "classifier_tsv_bad_label": lambda tmp: (
+        "bert_tf.run_classifier", "bert-classify",
+        ["--task_name=sst2", f"--data_dir={_sst2_with(tmp, 'a fine film' + chr(9) + '7')}",
+         f"--vocab_file={VOCAB}", "--model=tiny", f"--output_dir={tmp / 'out'}"],
+        f"{tmp / 'sst2' / 'train.tsv'}:2: unknown label '7' for sst2"),
+    "classifier_seq_longer_than_positions": lambda tmp: (
+        "bert_tf.run_classifier", "bert-classify",
+        ["--task_name=sst2", f"--data_dir={SST2}", f"--vocab_file={VOCAB}", "--model=tiny",
+         "--max_seq_length=1024", f"--output_dir={tmp / 'out'}"],
+        "max_seq_length (1024) exceeds the model's max_position_embeddings (512)"),
     "export_missing_model": lambda tmp: (
         "bert_tf.export_savedmodel", "bert-export",
         [f"--keras_model={tmp / 'none.keras'}", f"--vocab_file={VOCAB}",
@@ -127,6 +148,19 @@ CASES = {
         [f"--work_dir={tmp / 'demo'}", "--skip=vocab,pretraining_data,pretrain,finetune,export"],
         str(tmp / "demo" / "export" / "sst2_classifier")),
 }
+
+
+def _write_bytes(path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path)
+
+
+def _sst2_with(tmp, row: str) -> str:
+    """An SST-2 folder whose train.tsv's second line is `row`."""
+    (tmp / "sst2").mkdir(exist_ok=True)
+    _write(tmp / "sst2" / "train.tsv", f"sentence\tlabel\n{row}\n")
+    _write(tmp / "sst2" / "dev.tsv", "sentence\tlabel\nfine\t1\n")
+    return str(tmp / "sst2")
 
 
 def _write(path, text: str) -> str:

@@ -381,6 +381,10 @@ def test_vocab_errors_name_the_file(tmp_path):
     blank = write(tmp_path, ok[:3] + [""] + ok[3:], "blank.txt")
     with pytest.raises(ValueError, match=r"blank\.txt:4: empty"):
         tokenization.load_vocab(blank)
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("\n".join(ok).encode() + b"\ncaf\xe9\n")
+    with pytest.raises(ValueError, match=r"latin1\.txt:8: not UTF-8 \(byte 0xe9 at column 4\)"):
+        tokenization.load_vocab(str(latin1))
     crlf = tmp_path / "crlf.txt"
     crlf.write_bytes("\r\n".join(ok).encode() + b"\r\n")
     assert list(tokenization.load_vocab(str(crlf))) == ok
