@@ -131,6 +131,10 @@ CASES = {
         "data_prep.create_pretraining_data", "bert-prep",
         ["--input_file=" + _write(tmp / "a.txt", "One. Two.\n"), f"--vocab_file={tmp / 'v.txt'}",
          f"--output_dir={tmp / 'out'}"], f"--vocab_file: no such file '{tmp / 'v.txt'}'"),
+    "prep_empty_corpus": lambda tmp: (
+        "data_prep.create_pretraining_data", "bert-prep",
+        ["--input_file=" + _write(tmp / "empty.txt", "\n\n"), f"--vocab_file={VOCAB}",
+         f"--output_dir={tmp / 'out'}"], f"no instances: the files of --input_file="),
     "prep_unknown_flag_in_flagfile": lambda tmp: (
         "data_prep.create_pretraining_data", "bert-prep",
         ["--flagfile=" + _write(tmp / "x.flags", "--input_file=a.txt\n--masking_prob=0.2\n")],
