@@ -1,6 +1,7 @@
 """One worker of the two-process multi_worker_mirrored test (run as a subprocess).
 
-argv: data_glob output_dir result_file. TF_CONFIG comes from the environment.
+argv: data_glob output_dir result_file [num_train_steps, default 6]. TF_CONFIG comes from
+the environment.
 """
 import os
 import sys
@@ -15,21 +16,23 @@ from bert_tf import distribute, optimization, training  # noqa: E402
 from bert_tf.pretraining import PretrainingTask  # noqa: E402
 
 
-def main(data_glob: str, output_dir: str, result_file: str) -> None:
+def main(data_glob: str, output_dir: str, result_file: str, steps: str = "6") -> None:
+    steps = int(steps)
     keras.utils.set_random_seed(7)
     strategy = distribute.get_strategy("multi_worker_mirrored")
     config = bert_tf.BertConfig.from_preset("tiny", vocab_size=64, max_position_embeddings=64)
     task = PretrainingTask(config, data_glob, train_batch_size=8, max_seq_length=32,
                            max_predictions_per_seq=5)
-    args = training.TrainingArgs(output_dir=output_dir, train_batch_size=8, num_train_steps=6,
+    args = training.TrainingArgs(output_dir=output_dir, train_batch_size=8, num_train_steps=steps,
                                  steps_per_loop=3, save_checkpoints_steps=3, do_eval=False)
     trainer = training.Trainer(task, strategy, args,
-                               lambda: optimization.create_optimizer(1e-3, 6, 1))
+                               lambda: optimization.create_optimizer(1e-3, steps, 1))
     trainer.restore_or_initialize(None)
+    print(f"starting at step {trainer.step}", flush=True)
     trainer.train()
     weights = np.concatenate([np.ravel(w) for w in trainer.model.get_weights()])
     np.save(result_file, weights)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

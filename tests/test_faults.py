@@ -1,7 +1,8 @@
 """Real faults in real processes: a killed or preempted training run, resumed by running the
 same command again, ends with exactly the weights, optimizer state, step and metrics of a run
 that was never interrupted (data order and dropout masks resume too), and leaves no partial
-checkpoint behind. Pretraining is interrupted three ways; each fine-tuning command is
+checkpoint behind. Pretraining is interrupted three ways (and a two-worker run loses a
+worker); each fine-tuning command is
 SIGKILLed mid-epoch (slow tests: `python -m pytest -m slow tests/test_faults.py`).
 """
 from __future__ import annotations
@@ -160,3 +161,65 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(job, mode, shards, 
     if results:
         with open(os.path.join(out, results)) as a, open(os.path.join(reference, results)) as b:
             assert a.read() == b.read()
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _start_workers(shards: str, out: str, logs: str, steps: int) -> list[subprocess.Popen]:
+    """Two MultiWorkerMirroredStrategy workers (tests/multiworker_driver.py) on fresh ports."""
+    import json
+    cluster = {"worker": [f"localhost:{_free_port()}" for _ in range(2)]}
+    procs = []
+    for index in range(2):
+        env = {**_env(), "TF_CONFIG": json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        with open(f"{logs}_{index}.log", "w") as log:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "tests.multiworker_driver", shards, out,
+                 f"{logs}_{index}.npy", str(steps)], cwd=REPO_ROOT, env=env, stdout=log,
+                stderr=subprocess.STDOUT))
+    return procs
+
+
+@pytest.mark.slow
+def test_two_worker_run_with_one_worker_killed_resumes_to_the_uninterrupted_result(
+        shards, tmp_path):
+    steps = 90  # 3 per loop and per checkpoint
+    whole = _start_workers(shards, str(tmp_path / "whole"), str(tmp_path / "whole"), steps)
+    assert [p.wait(timeout=600) for p in whole] == [0, 0]
+
+    out = str(tmp_path / "run")
+    checkpoints = os.path.join(out, "checkpoints")
+    procs = _start_workers(shards, out, str(tmp_path / "first"), steps)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            assert procs[0].poll() is None and procs[1].poll() is None
+            latest = (tf.train.latest_checkpoint(checkpoints)
+                      if os.path.exists(os.path.join(checkpoints, "checkpoint")) else None)
+            if latest and int(latest.rsplit("-", 1)[1]) >= 30:
+                break
+            time.sleep(0.005)
+        procs[1].send_signal(signal.SIGKILL)
+        # The survivor's collective fails: it exits with an error instead of hanging.
+        assert procs[0].wait(timeout=120) != 0
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    interrupted_at = int(tf.train.latest_checkpoint(checkpoints).rsplit("-", 1)[1])
+    assert 30 <= interrupted_at < steps
+
+    again = _start_workers(shards, out, str(tmp_path / "again"), steps)
+    assert [p.wait(timeout=600) for p in again] == [0, 0]
+    for index in range(2):
+        assert f"starting at step {interrupted_at}\n" in (
+            tmp_path / f"again_{index}.log").read_text()
+    for index in range(2):
+        np.testing.assert_array_equal(np.load(tmp_path / f"again_{index}.npy"),
+                                      np.load(tmp_path / f"whole_{index}.npy"))
