@@ -68,7 +68,9 @@ def _parse_flags(command: str, argv: list[str]) -> list[str]:
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
-        fail(command, f"{e} (--helpshort lists the flags)")
+        # One line per missing required flag: all of them matter, so they are joined.
+        message = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        fail(command, f"{message} (--helpshort lists the flags)")
 
 
 def guarded(main: Callable[[list[str]], None], command: str) -> Callable[[list[str]], None]:

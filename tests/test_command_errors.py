@@ -139,6 +139,10 @@ CASES = {
         "data_prep.create_pretraining_data", "bert-prep",
         ["--flagfile=" + _write(tmp / "x.flags", "--input_file=a.txt\n--masking_prob=0.2\n")],
         "Unknown command line flag 'masking_prob'"),
+    "vocab_two_required_flags_missing": lambda tmp: (
+        "data_prep.build_vocab", "bert-vocab", [],
+        "Flag --input_file must have a value other than None.; flag --output_file=None: Flag "
+        "--output_file must have a value other than None. (--helpshort lists the flags)"),
     "vocab_no_input": lambda tmp: (
         "data_prep.build_vocab", "bert-vocab",
         [f"--input_file={tmp / 'none*.txt'}", f"--output_file={tmp / 'vocab.txt'}"],
