@@ -194,7 +194,7 @@ def batch_tokenizer(name: str, vocab_file: str, do_lower_case: bool):
 
     "python": line_tokenizer.LineTokenizer, tokenization.FullTokenizer's ids through a
     compiled table of the distinct tokens (the fastest here); "tf_text":
-    tokenization.BertTextTokenizer.batch_tokenize (in-graph; same ids).
+    text_tokenizer.BertTextTokenizer.batch_tokenize (in-graph; same ids).
     """
     key = (name, vocab_file, do_lower_case)
     if key not in _TOKENIZE_FNS:
@@ -204,8 +204,9 @@ def batch_tokenizer(name: str, vocab_file: str, do_lower_case: bool):
             tokenizer = line_tokenizer.LineTokenizer(tokenization.FullTokenizer(
                 vocab_file, do_lower_case, vocab=read_vocab(vocab_file)))
         elif name == "tf_text":
+            from data_prep import text_tokenizer
             tokenizer = _FlatLists(functools.partial(
-                tokenization.BertTextTokenizer(vocab_file, do_lower_case).batch_tokenize,
+                text_tokenizer.BertTextTokenizer(vocab_file, do_lower_case).batch_tokenize,
                 batch_size=_TOKENIZE_BATCH))
         else:
             raise ValueError(f"--tokenizer must be one of {TOKENIZERS}, got {name!r}")

@@ -6,10 +6,9 @@ against a literal restatement of the original rules):
 * `FullTokenizer` - pure Python, one text at a time (drop-in for the
   original `tokenization.FullTokenizer`).
 * `BertTextTokenizer` - in-graph (TF + tensorflow-text), batched, usable in
-  `tf.function`, `tf.data` and SavedModels. It lives in
-  `data_prep.text_tokenizer` (with its code-point tables in
-  `data_prep.char_tables`) and is re-exported here; importing this module
-  alone does not import TensorFlow.
+  `tf.function`, `tf.data` and SavedModels: `data_prep.text_tokenizer`
+  (with its code-point tables in `data_prep.char_tables`), which builds on the
+  rules here. This module does not import TensorFlow.
 
 The original rules, briefly (see tests/data_prep/reference_tokenizer.py):
 delete U+0000, U+FFFD and Cc/Cf characters; map whitespace to spaces; isolate
@@ -294,11 +293,3 @@ class FullTokenizer:
             raise KeyError(
                 f"id {e.args[0]} is outside the vocab (size "
                 f"{len(self.vocab)})") from None
-
-
-def __getattr__(name: str):
-    # The in-graph tokenizer needs TensorFlow; load it only when asked for.
-    if name in ("BertTextTokenizer", "batch_tokenize"):
-        from data_prep import text_tokenizer
-        return getattr(text_tokenizer, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

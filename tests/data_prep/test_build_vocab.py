@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from data_prep import build_vocab as bv
-from data_prep import tokenization
+from data_prep import text_tokenizer, tokenization
 from tests.data_prep import reference_tokenizer as ref
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -59,7 +59,7 @@ def test_tokenizes_its_corpus_with_few_unknowns_and_like_the_reference(learned):
     lines = slice_lines()
     reference = ref.ReferenceTokenizer(path, do_lower_case=True)
     expected = [reference.ids(line) for line in lines]
-    ids = tokenization.BertTextTokenizer(path, do_lower_case=True).batch_tokenize(lines)
+    ids = text_tokenizer.BertTextTokenizer(path, do_lower_case=True).batch_tokenize(lines)
     assert ids == expected
     flat = [i for row in ids for i in row]
     unk = reference.vocab["[UNK]"]

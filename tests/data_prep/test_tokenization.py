@@ -11,7 +11,7 @@ import unicodedata
 import pytest
 import tensorflow as tf
 
-from data_prep import tokenization
+from data_prep import text_tokenizer, tokenization
 from tests.data_prep import reference_tokenizer as ref
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -73,7 +73,7 @@ def ref_ids(vocab_file, lower, texts):
 def tokenizers():
     """(FullTokenizer, BertTextTokenizer) per config, built once."""
     return {cfg: (tokenization.FullTokenizer(*cfg),
-                  tokenization.BertTextTokenizer(*cfg)) for cfg in CONFIGS}
+                  text_tokenizer.BertTextTokenizer(*cfg)) for cfg in CONFIGS}
 
 
 def full_ids(full, texts):
@@ -306,7 +306,7 @@ def test_special_ids_and_out_type(tokenizers):
     assert (bert.pad_id, bert.unk_id, bert.cls_id, bert.sep_id, bert.mask_id) == (
         0, 100, 101, 102, 103)
     assert bert.tokenize(tf.constant(["hi"])).dtype == tf.int32
-    wide = tokenization.BertTextTokenizer(CASED, False, out_type=tf.int64)
+    wide = text_tokenizer.BertTextTokenizer(CASED, False, out_type=tf.int64)
     ids = wide.tokenize(tf.constant(["The end."]))
     assert ids.dtype == tf.int64
     assert wide.detokenize(ids).numpy().tolist() == [b"The end ."]
@@ -317,7 +317,7 @@ def test_batch_tokenize_and_module_function(tokenizers):
     texts = MESSY * 3
     expected = full_ids(full, texts)
     assert bert.batch_tokenize(texts, batch_size=16) == expected
-    assert tokenization.batch_tokenize(texts, bert) == expected
+    assert text_tokenizer.batch_tokenize(texts, bert) == expected
     assert bert.batch_tokenize([]) == []
 
 
@@ -371,7 +371,7 @@ def test_vocab_errors_name_the_file(tmp_path):
     with pytest.raises(ValueError, match=r"missing\.txt.*\[MASK\]"):
         tokenization.FullTokenizer(missing)
     with pytest.raises(ValueError, match=r"missing\.txt.*\[MASK\]"):
-        tokenization.BertTextTokenizer(missing)
+        text_tokenizer.BertTextTokenizer(missing)
     pad_late = write(tmp_path, ok[1:2] + ok[:1] + ok[2:], "pad.txt")
     with pytest.raises(ValueError, match=r"pad\.txt.*\[PAD\].*id 0"):
         tokenization.FullTokenizer(pad_late)

@@ -46,7 +46,7 @@ INVALID = [b"a\xffb", b"\xc3", b"ok \xed\xa0\x80", b"\xc0\xaf", b"\xf4\x90\x80\x
 
 @pytest.fixture(scope="module")
 def tokenizers():
-    return {cfg: tokenization.BertTextTokenizer(*cfg) for cfg in CONFIGS}
+    return {cfg: text_tokenizer.BertTextTokenizer(*cfg) for cfg in CONFIGS}
 
 
 def ref_ids(cfg, texts):
