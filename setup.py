@@ -37,7 +37,11 @@ setup(
         # Peers measured by benchmarks/ in the same run; never needed by the package.
         # (PyTorch + transformers for the optional HF peer are left out: a plain `torch`
         # requirement pulls a multi-GB CUDA build; see benchmarks/README.md.)
-        "bench": ["keras-hub==0.32.0", "tokenizers"],
+        # bert-tensorflow==1.0.4 is google-research/bert's own code (create_pretraining_data.py,
+        # tokenization.py), the original that benchmarks/run_original.py runs. Install it with
+        # `pip install --no-deps bert-tensorflow==1.0.4`: it requires only six (which the
+        # TensorFlow environment has) and its TensorFlow 1.x requirements are optional extras.
+        "bench": ["keras-hub==0.32.0", "tokenizers", "bert-tensorflow==1.0.4"],
         # Runs data_prep.create_pretraining_data's shards on a Beam runner (DirectRunner, Flink,
         # Spark, Dataflow): data_prep/beam_pipeline.py. >=2.73: the first releases that take
         # TF 2.21's protobuf 6 and current grpcio; tested with 2.77.0. Beam caps protobuf <7,

@@ -1,174 +1,417 @@
-"""Pretraining-data throughput: data_prep.create_pretraining_data vs the original algorithm.
+"""create_pretraining_data as a user runs it: ours vs the real original, whole processes.
 
-  python benchmarks/bench_create_pretraining_data.py [--repeat=2] [--dupe_factor=10]
+  python benchmarks/bench_create_pretraining_data.py [--sizes_mb=1.4,10] [--trials=3]
+  python benchmarks/bench_create_pretraining_data.py --mode=inprocess ...   (see below)
 
-Same input, same run: the shipped corpus (data/corpus_sentences, 1.4 MB) copied --repeat
-times as separate files. Rows:
-  ours, rng=original / rng=vectorized, 1 worker / 2 workers: create_pretraining_data end to
-    end (read, tokenize, instances, encode, write shards), wall clock including tokenizer
-    set-up and worker start-up. rng=original reproduces the original's draws; rng=vectorized
-    (data_prep/instances_vectorized.py) keeps its rules and probabilities, not its draws.
-  reference: tests/data_prep/reference_pretraining_data.py (the original script's algorithm
-    on token strings, one process, one tf.train.Example per instance) with
-    data_prep.tokenization.FullTokenizer -- the stand-in for the original script.
-  reference, literal tokenizer (--literal_tokenizer): the same with
-    tests/data_prep/reference_tokenizer.py, the original's tokenizer rules one character at a
-    time, closer to the original tokenizer's speed.
-Per-core rate = instances / seconds / workers. Ratios are per core against the reference, from
-the median over --trials runs of each row (the rows interleaved, so that other load on the
-machine hits them alike; the load average is printed with the table), by wall time and by CPU
-time. CPU time is the process's own (time.process_time) for the one-process rows; for 2
-workers it is the shards' CPU time as the workers measured it (summary "shard_seconds" "cpu")
-plus this process's, so it leaves out worker start-up. On a busy machine CPU time is the
-steadier measure. A second table splits our rows' time by stage (the shards' own wall-clock
-timers, summed over shards, in microseconds per instance, medians): read+tokenize,
-instances, encode (tf.train.Example bytes), write, and the shards' total and CPU time.
-Worker processes come from a fork server that imports TensorFlow once per process (~4 s): the
-first 2-worker trial pays it, the later ones reuse it. Every run includes building the
-tokenizer and reading the vocabulary.
+Contenders, each a fresh process started by this script, same flags
+(--vocab_file=tests/data/vocab_uncased.txt (30522 entries, uncased), --max_seq_length=128
+--max_predictions_per_seq=20 --masked_lm_prob=0.15 --short_seq_prob=0.1 --dupe_factor=10
+--random_seed=12345), one input file, one output file:
+  original  google-research/bert's own bert/create_pretraining_data.py and
+            bert/tokenization.py from PyPI bert-tensorflow==1.0.4 (pip install --no-deps
+            bert-tensorflow==1.0.4), run by benchmarks/run_original.py (which only makes
+            sure the TF1 names it uses exist under TensorFlow 2.21) in one process;
+  ours      python -m data_prep.create_pretraining_data --num_workers=1 (this process does
+            all the work: read, tokenize, instances, encode, write).
+Inputs: the shipped books (data/corpus_sentences/*.txt, 1.37 MB, joined with a blank line
+between books so that each stays a document) repeated to about each of --sizes_mb (a size
+below 1.37 MB takes the first lines of that text) in one file. Repeating the books repeats
+their words, which ours' memo of distinct tokens profits from and the original (no memo)
+does not: a real corpus of that size has more distinct words.
+
+Per run: wall seconds of the child process, its CPU seconds (user + sys, from os.wait4, so
+child processes it waited for are included) and its peak RSS (ru_maxrss). Every trial runs
+every contender of every size once, in an order that rotates from trial to trial, so that
+other load on the machine hits them alike; the tables give medians over --trials. With one
+process each, per-core ratios are original seconds / ours seconds, by wall and by CPU time.
+
+Checks (first trial of each size): the number of records of both outputs, and every record
+parsed as a tf.train.Example equal to the original's in the same order (our Examples are
+byte-for-byte the same messages with their map entries in key order; the original's
+protobuf writes them in its own order, so the files differ in bytes, not in content).
+
+Start-up: both contenders on a --startup_kb input (a few instances), which is what a
+process pays before its first instance (imports, vocabulary, compiled kernels from numba's
+cache). On the largest size, --two_workers also runs ours on the same text as two files
+(--num_shards=2) with --num_workers=1 and --num_workers=2 (byte-identical outputs, checked):
+the 2-worker speed-up over 1 worker, and its CPU per instance.
+
+--mode=inprocess runs benchmarks/cpd_inprocess.py (ours as library calls against
+tests/data_prep/reference_pretraining_data.py, a re-implementation of the original algorithm
+used by the tests as the correctness oracle, in one warm process; its own flags follow).
 """
 from __future__ import annotations
 
 import argparse
+import datetime
+import filecmp
 import os
+import platform
+import resource
 import shutil
 import statistics
+import struct
+import subprocess
 import sys
 import tempfile
 import time
+from importlib import metadata
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-from absl import logging  # noqa: E402
-
-from data_prep import create_pretraining_data as cpd  # noqa: E402
-from data_prep import instances as inst  # noqa: E402
-from data_prep import tokenization  # noqa: E402
-from tests.data_prep import reference_pretraining_data as ref  # noqa: E402
-from tests.data_prep import reference_tokenizer  # noqa: E402
-
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOCAB = os.path.join(REPO, "tests", "data", "vocab_uncased.txt")
 CORPUS = os.path.join(REPO, "data", "corpus_sentences")
+RUN_ORIGINAL = os.path.join(REPO, "benchmarks", "run_original.py")
 
 
-class LiteralTokenizer:
-    """reference_tokenizer.ReferenceTokenizer with the FullTokenizer methods ref.run uses."""
-
-    def __init__(self, vocab_file: str):
-        self._tok = reference_tokenizer.ReferenceTokenizer(vocab_file, True)
-        self.vocab = self._tok.vocab
-        self.tokenize = self._tok.tokenize
-
-    def convert_tokens_to_ids(self, tokens):
-        return [self.vocab[t] for t in tokens]
+def original_installed() -> bool:
+    try:
+        return metadata.version("bert-tensorflow") == "1.0.4"
+    except metadata.PackageNotFoundError:
+        return False
 
 
-def make_inputs(directory: str, repeat: int) -> list[str]:
+def corpus_text() -> str:
+    books = []
+    for name in sorted(os.listdir(CORPUS)):
+        with open(os.path.join(CORPUS, name), encoding="utf-8") as f:
+            books.append(f.read().rstrip("\n") + "\n")
+    return "\n".join(books)  # a blank line between books: each ends a document
+
+
+def make_input(path: str, size_mb: float, parts: int = 1) -> list[str]:
+    """The books repeated (or cut at a line) to about size_mb, as `parts` files.
+
+    Written copy by copy, so that this process stays small (see run_process)."""
+    text = corpus_text()
+    data = text.encode()
+    target = int(size_mb * 1e6)
+    if target < len(data):
+        copies, text = 1, data[:max(data[:target].rfind(b"\n"), 0) + 1].decode()
+    else:
+        copies = max(1, round(target / len(data)))
+    if copies < parts:  # one copy in `parts` files: split it between documents
+        docs = text.split("\n\n")
+        per = -(-len(docs) // parts)
+        groups = [["\n\n".join(docs[i:i + per]).rstrip("\n") + "\n"]
+                  for i in range(0, len(docs), per)]
+    else:
+        per = -(-copies // parts)
+        groups = [[text] * len(range(i, min(i + per, copies))) for i in range(0, copies, per)]
     files = []
-    for r in range(repeat):
-        for name in sorted(os.listdir(CORPUS)):
-            path = os.path.join(directory, f"r{r}-{name}")
-            shutil.copy(os.path.join(CORPUS, name), path)
-            files.append(path)
+    for k, pieces in enumerate(groups):
+        name = f"{path}.part{k}" if parts > 1 else path
+        with open(name, "w", encoding="utf-8") as f:
+            for i, piece in enumerate(pieces):
+                f.write(("\n" if i else "") + piece)
+        files.append(name)
     return files
 
 
-def run_ours(files, out_dir, workers, dupe_factor, tokenizer, rng):
-    """-> (instances, wall seconds, CPU seconds, the shards' summed stage seconds)."""
-    cpd._TOKENIZE_FNS.clear()  # count tokenizer and vocabulary set-up, as a fresh run would
-    cpd._VOCAB_IDS.clear()
-    cpd._VOCABS.clear()
-    settings = cpd.Settings(VOCAB, options=inst.InstanceOptions(), dupe_factor=dupe_factor,
-                            tokenizer=tokenizer, rng=rng)
-    outputs = [cpd.shard_file_name(out_dir, k, len(files), False) for k in range(len(files))]
-    start, cpu = time.perf_counter(), time.process_time()
-    summary = cpd.create_pretraining_data(files, outputs, settings, num_workers=workers)
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    stages = summary["shard_seconds"]
-    if workers > 1:  # the shards ran in worker processes: add their CPU time
-        cpu += stages["cpu"]
-    return summary["counts"]["instances"], wall, cpu, stages
+def common_flags(dupe_factor: int) -> list[str]:
+    return [f"--vocab_file={VOCAB}", "--do_lower_case=True", "--max_seq_length=128",
+            "--max_predictions_per_seq=20", "--masked_lm_prob=0.15", "--short_seq_prob=0.1",
+            f"--dupe_factor={dupe_factor}", "--random_seed=12345"]
 
 
-def run_reference(files, out_dir, dupe_factor, make_tokenizer):
-    start, cpu = time.perf_counter(), time.process_time()  # the original also builds its
-    count = ref.run(files, make_tokenizer(),                 # tokenizer in main()
-                    [os.path.join(out_dir, "reference.tfrecord")], dupe_factor=dupe_factor)
-    return count, time.perf_counter() - start, time.process_time() - cpu, None
+def command(contender: str, inputs: list[str], out: str, dupe_factor: int,
+            workers: int = 1) -> list[str]:
+    flags = common_flags(dupe_factor) + [f"--input_file={','.join(inputs)}"]
+    if contender == "original":
+        return [sys.executable, RUN_ORIGINAL, f"--output_file={out}"] + flags
+    if len(inputs) > 1:
+        outputs = [f"--output_dir={out}", f"--num_shards={len(inputs)}"]
+    else:
+        outputs = [f"--output_file={out}"]
+    return ([sys.executable, "-m", "data_prep.create_pretraining_data"] + flags + outputs
+            + [f"--num_workers={workers}"])
 
 
-def main():
+def become_subreaper(on: bool = True) -> bool:
+    """Makes this process the reaper of its orphaned descendants (Linux prctl).
+
+    So that a worker pool's fork server, left behind when ours' main process exits, is
+    reparented to this process and its CPU time (with that of the workers it reaped) can be
+    collected by reap_descendants. False where unavailable: multi-worker CPU is then the
+    main process's alone."""
+    try:
+        import ctypes
+        return ctypes.CDLL(None).prctl(36, int(on), 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def reap_descendants(timeout: float = 30.0) -> tuple[float, float]:
+    """Waits for every remaining descendant -> (their CPU seconds, largest peak RSS in MB)."""
+    cpu, rss, deadline = 0.0, 0.0, time.time() + timeout
+    while time.time() < deadline:
+        try:
+            pid, _, usage = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            time.sleep(0.01)
+            continue
+        cpu += usage.ru_utime + usage.ru_stime
+        rss = max(rss, usage.ru_maxrss / 1024)
+    return cpu, rss
+
+
+def run_process(cmd: list[str], log_path: str) -> dict:
+    """Runs cmd to completion -> wall s, cpu s (user + sys of it and all its descendants,
+    from wait4), rss MB (peak RSS of its largest process)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    with open(log_path, "wb") as log:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    more_cpu, more_rss = reap_descendants()
+    if proc.returncode:
+        with open(log_path, "rb") as f:
+            tail = f.read()[-3000:].decode(errors="replace")
+        raise SystemExit(f"{' '.join(cmd)}\nexited with {proc.returncode}:\n{tail}")
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime + more_cpu,
+            "rss": max(usage.ru_maxrss / 1024, more_rss)}
+
+
+def tfrecord_payloads(path: str) -> list[bytes]:
+    """The records of an uncompressed TFRecord file (framing read directly, CRCs skipped)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    records, i = [], 0
+    while i < len(data):
+        (n,) = struct.unpack_from("<Q", data, i)
+        records.append(data[i + 12:i + 12 + n])
+        i += 16 + n
+    return records
+
+
+def output_files(path: str) -> list[str]:
+    """The TFRecord file(s) of one run: the file itself, or the shards of an output dir."""
+    if os.path.isdir(path):
+        return [os.path.join(path, name) for name in sorted(os.listdir(path))
+                if "-of-" in name and not name.endswith(".json")]
+    return [path]
+
+
+def count_records(path: str) -> int:
+    """Records of an uncompressed TFRecord output (the framing read, payloads skipped)."""
+    count = 0
+    for name in output_files(path):
+        with open(name, "rb") as f:
+            while header := f.read(12):
+                (n,) = struct.unpack_from("<Q", header)
+                f.seek(n + 4, os.SEEK_CUR)
+                count += 1
+    return count
+
+
+def same_examples(a_path: str, b_path: str) -> tuple[int, int, int]:
+    """(records of a, of b, how many parse, position by position, to equal Examples).
+
+    Run in a child process (--mode=compare): the records and TensorFlow's protobuf would
+    otherwise stay in this process, and Linux hands a parent's peak RSS on to the ru_maxrss
+    of the children it starts afterwards."""
+    from tensorflow.core.example import example_pb2
+    parse = example_pb2.Example.FromString
+    a = [r for name in output_files(a_path) for r in tfrecord_payloads(name)]
+    b = [r for name in output_files(b_path) for r in tfrecord_payloads(name)]
+    return len(a), len(b), sum(x == y or parse(x) == parse(y) for x, y in zip(a, b))
+
+
+def compare_in_child(a_path: str, b_path: str) -> tuple[int, int, int]:
+    result = subprocess.run([sys.executable, os.path.abspath(__file__), "--mode=compare",
+                             a_path, b_path], capture_output=True, text=True, cwd=REPO)
+    if result.returncode:
+        raise SystemExit(f"comparing {a_path} and {b_path} failed:\n{result.stderr[-3000:]}")
+    a, b, equal = map(int, result.stdout.split()[-3:])
+    return a, b, equal
+
+
+def same_files(a_path: str, b_path: str) -> bool:
+    a, b = output_files(a_path), output_files(b_path)
+    return len(a) == len(b) and all(filecmp.cmp(x, y, shallow=False) for x, y in zip(a, b))
+
+
+def remove_output(out: str) -> None:
+    shutil.rmtree(out, ignore_errors=True)
+    for leftover in (out, out + ".manifest.json", out + ".summary.json"):
+        if os.path.isfile(leftover):
+            os.remove(leftover)
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = []
+    for dist in ("tensorflow", "numba", "numpy", "bert-tensorflow"):
+        try:
+            versions.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{dist} missing")
+    return (f"{model}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+            f"{', '.join(versions)}")
+
+
+def main_process(argv=None) -> int:
+    try:
+        return _main_process(argv)
+    finally:
+        become_subreaper(False)
+
+
+def _main_process(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=2, help="corpus copies (input size)")
+    parser.add_argument("--sizes_mb", default="1.4,10",
+                        help="input sizes in MB, both contenders (the original needs ~1.5 GB "
+                             "of memory and ~11 s of CPU per MB of input)")
+    parser.add_argument("--ours_only_sizes_mb", default="",
+                        help="sizes for ours alone (e.g. 100, where the original would need "
+                             "~20 min and more memory than a small machine has)")
+    parser.add_argument("--trials", type=int, default=3, help="runs of each row (medians)")
     parser.add_argument("--dupe_factor", type=int, default=10)
-    parser.add_argument("--literal_tokenizer", action="store_true",
-                        help="also time the reference with the literal (slow) tokenizer")
-    parser.add_argument("--tokenizer", default="python", choices=cpd.TOKENIZERS)
-    parser.add_argument("--trials", type=int, default=3, help="runs per row (medians)")
-    parser.add_argument("--rng", default="original,vectorized",
-                        help="comma-separated --rng modes of ours to time")
-    args = parser.parse_args()
-    logging.set_verbosity(logging.WARNING)
-    runs: dict = {}  # row name -> (workers, [(instances, wall s, CPU s, stage seconds)])
-
-    def keep(name, workers, *result):
-        runs.setdefault(name, (workers, []))[1].append(result)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        inputs = os.path.join(tmp, "in")
-        os.makedirs(inputs)
-        files = make_inputs(inputs, args.repeat)
-        size_mb = sum(os.path.getsize(f) for f in files) / 1e6
-        for _ in range(args.trials):  # interleaved, so that load on the machine hits all rows
-            keep("reference (original algorithm, FullTokenizer)", 1,
-                 *run_reference(files, tmp, args.dupe_factor,
-                                lambda: tokenization.FullTokenizer(VOCAB, True)))
-            if args.literal_tokenizer:
-                keep("reference, literal original tokenizer", 1,
-                     *run_reference(files, tmp, args.dupe_factor,
-                                    lambda: LiteralTokenizer(VOCAB)))
-            for rng in args.rng.split(","):
-                for workers in (1, 2):
-                    out = os.path.join(tmp, f"ours{workers}")
-                    shutil.rmtree(out, ignore_errors=True)  # no resume: build every shard
-                    keep(f"ours, rng={rng} ({args.tokenizer} tok., {workers} worker(s))",
-                         workers,
-                         *run_ours(files, out, workers, args.dupe_factor, args.tokenizer, rng))
+    parser.add_argument("--startup_kb", type=float, default=4.0,
+                        help="input size of the start-up rows (0: no start-up rows)")
+    parser.add_argument("--two_workers", default="on", choices=("on", "off"),
+                        help="ours with 2 shards, 1 and 2 workers, on the largest size")
+    parser.add_argument("--keep_dir", default="", help="keep inputs, outputs and logs here")
+    args = parser.parse_args(argv)
+    if not original_installed():
+        raise SystemExit("bert-tensorflow==1.0.4 is not installed: "
+                         "pip install --no-deps bert-tensorflow==1.0.4")
+    subreaper = become_subreaper()
+    sizes = [float(x) for x in args.sizes_mb.split(",") if x]
+    ours_only = [float(x) for x in args.ours_only_sizes_mb.split(",") if x]
+    tmp = args.keep_dir or tempfile.mkdtemp(prefix="bench_cpd_")
+    os.makedirs(tmp, exist_ok=True)
+    rows: list[tuple] = []  # (row key, label, contender, inputs, workers)
+    if args.startup_kb > 0:
+        tiny = make_input(os.path.join(tmp, "startup.txt"), args.startup_kb / 1e3)
+        rows += [(("startup", c), f"start-up ({args.startup_kb:g} KB input)", c, tiny, 1)
+                 for c in ("original", "ours")]
+    for mb in sizes:
+        files = make_input(os.path.join(tmp, f"in-{mb:g}MB.txt"), mb)
+        rows += [((mb, c), f"{mb:g} MB", c, files, 1) for c in ("original", "ours")]
+    for mb in ours_only:
+        files = make_input(os.path.join(tmp, f"in-{mb:g}MB.txt"), mb)
+        rows.append(((mb, "ours"), f"{mb:g} MB", "ours", files, 1))
+    largest = max(sizes + ours_only) if sizes or ours_only else None
+    if args.two_workers == "on" and largest is not None:
+        halves = make_input(os.path.join(tmp, f"in2-{largest:g}MB.txt"), largest, parts=2)
+        rows += [((largest, f"ours2x{w}"), f"{largest:g} MB, 2 shards", f"ours, {w} worker(s)",
+                  halves, w) for w in (1, 2)]
+    sizes_of = {key: sum(os.path.getsize(f) for f in files) / 1e6
+                for key, _, _, files, _ in rows}
+    print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}")
+    inputs = ", ".join(f"{label} = {sizes_of[key]:.3f} MB"
+                       for key, label, contender, _, _ in rows if contender == "ours")
+    print(f"inputs: {inputs}; dupe_factor={args.dupe_factor}, max_seq_length=128, "
+          f"trials={args.trials}")
+    results: dict = {key: [] for key, *_ in rows}
+    counts: dict = {}
+    outs: dict = {}
+    checks: list[str] = []
+    loads = []
+    for trial in range(args.trials):
+        order = rows[trial % len(rows):] + rows[:trial % len(rows)]
+        for key, label, contender, files, workers in order:
+            out = os.path.join(tmp, f"out-{key[0]}-{key[1]}".replace(" ", "_").replace(",", ""))
+            remove_output(out)  # a fresh run each time: no resume
+            name = "original" if contender == "original" else "ours"
+            cmd = command(name, files, out, args.dupe_factor, workers)
+            results[key].append(run_process(cmd, out + ".log"))
+            loads.append(os.getloadavg()[0])
+            if trial == 0:
+                outs[key] = out
+                counts[key] = count_records(out)
+            else:
+                remove_output(out)
+        if trial == 0:  # the checks, outside the timed runs
+            for key, label, contender, _, _ in rows:
+                if contender == "ours" and (key[0], "original") in outs:
+                    a, b, equal = compare_in_child(outs[(key[0], "original")], outs[key])
+                    checks.append(f"{label}: {a} / {b} records (original / ours), "
+                                  f"{equal} equal as Examples")
+                    if a != b or equal != a:
+                        raise SystemExit("outputs differ: " + checks[-1])
+            if args.two_workers == "on" and largest is not None:
+                same = same_files(outs[(largest, "ours2x1")], outs[(largest, "ours2x2")])
+                checks.append(f"{largest:g} MB, 2 shards: 1 and 2 workers wrote "
+                              f"{'byte-identical' if same else 'DIFFERENT'} shards "
+                              f"({counts[(largest, 'ours2x1')]} records)")
+                if not same:
+                    raise SystemExit("outputs differ: " + checks[-1])
+            if not args.keep_dir:
+                for out in outs.values():
+                    remove_output(out)
     median = statistics.median
-    rows = []
-    for name, (workers, results) in runs.items():
-        count = results[0][0]
-        wall = median(r[1] for r in results)
-        cpu = median(r[2] for r in results)
-        stages = None
-        if results[0][3]:
-            stages = {k: median(r[3].get(k, 0.0) for r in results) for k in results[0][3]}
-        rows.append((name, workers, count, wall, min(r[1] for r in results), cpu, stages))
-    base_wall = rows[0][2] / rows[0][3]
-    base_cpu = rows[0][2] / rows[0][5]
-    print(f"\ninput: {len(files)} files, {size_mb:.2f} MB; dupe_factor={args.dupe_factor}, "
-          f"max_seq_length=128; cpu cores: {os.cpu_count()}; trials: {args.trials} (medians); "
-          f"load avg: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"{'implementation':48s} {'workers':>7s} {'instances':>9s} {'wall s':>7s} "
-          f"{'best s':>7s} {'inst/s/core':>11s} {'x ref/core':>10s} {'CPU us/inst':>11s} "
-          f"{'x ref CPU':>9s}")
-    for name, workers, count, wall, best, cpu, _ in rows:
-        rate = count / wall / workers
-        print(f"{name:48s} {workers:7d} {count:9d} {wall:7.2f} {best:7.2f} {rate:11.0f} "
-              f"{rate / base_wall:10.2f} {cpu / count * 1e6:11.2f} "
-              f"{count / cpu / base_cpu:9.2f}")
-    print(f"\nstage time inside the shards, us per instance (summed over shards, medians):\n"
-          f"{'implementation':48s} {'workers':>7s} {'read+tok':>9s} {'instances':>9s} "
-          f"{'encode':>9s} {'write':>9s} {'shards':>9s} {'shard CPU':>9s} {'wall/core':>9s}")
-    for name, workers, count, wall, _, _, stages in rows:
-        if stages:
-            us = {k: v / count * 1e6 for k, v in stages.items()}
-            print(f"{name:48s} {workers:7d} {us['read_tokenize']:9.2f} {us['instances']:9.2f} "
-                  f"{us['encode']:9.2f} {us['write']:9.2f} {us['total']:9.2f} "
-                  f"{us.get('cpu', 0.0):9.2f} {wall * workers / count * 1e6:9.2f}")
+    m = {key: {k: median(r[k] for r in rs) for k in ("wall", "cpu", "rss")}
+         for key, rs in results.items()}
+    print("\n".join(f"check: {c}" for c in checks))
+    if not subreaper:
+        print("(not a Linux subreaper: CPU of worker processes is not counted)")
+    own_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"load average (1 min) during the runs: {min(loads):.2f}-{max(loads):.2f}; "
+          f"this script's own peak RSS {own_rss:.0f} MB "
+          "(Linux reports a child's RSS as at least its parent's at the start)")
+    print("\n| input | instances | original wall s | original CPU s | original RSS MB "
+          "| ours wall s | ours CPU s | ours RSS MB | x per core (wall) | x per core (CPU) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for key, label, contender, _, _ in rows:
+        if contender != "ours":
+            continue
+        o, u = m.get((key[0], "original")), m[key]
+        size = f"{label} ({sizes_of[key]:.2f} MB)" if key[0] != "startup" else label
+        if o:
+            print(f"| {size} | {counts[key]} | {o['wall']:.2f} | {o['cpu']:.2f} | "
+                  f"{o['rss']:.0f} | {u['wall']:.2f} | {u['cpu']:.2f} | {u['rss']:.0f} | "
+                  f"{o['wall'] / u['wall']:.1f} | {o['cpu'] / u['cpu']:.1f} |")
+        else:
+            print(f"| {size} | {counts[key]} | - | - | - | {u['wall']:.2f} | {u['cpu']:.2f} | "
+                  f"{u['rss']:.0f} | - | - |")
+    if args.two_workers == "on" and largest is not None:
+        one, two = m[(largest, "ours2x1")], m[(largest, "ours2x2")]
+        n = counts[(largest, "ours2x1")]
+        print(f"\n| ours, {largest:g} MB as 2 files, --num_shards=2 | wall s | CPU s | RSS MB "
+              f"(largest process) | instances/s | CPU us / instance |")
+        print("|---|---|---|---|---|---|")
+        for w, r in ((1, one), (2, two)):
+            print(f"| --num_workers={w} | {r['wall']:.2f} | {r['cpu']:.2f} | {r['rss']:.0f} | "
+                  f"{n / r['wall']:.0f} | {r['cpu'] / n * 1e6:.1f} |")
+        print(f"2 workers / 1 worker: {one['wall'] / two['wall']:.2f}x wall "
+              f"({one['wall'] / two['wall'] / 2:.2f}x per core), CPU per instance "
+              f"{two['cpu'] / one['cpu']:.2f}x")
+    if not args.keep_dir:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    mode = "process"
+    for a in list(argv):
+        if a.startswith("--mode="):
+            mode = a.split("=", 1)[1]
+            argv.remove(a)
+    if mode == "compare":  # the check's child process (see same_examples)
+        print(*same_examples(*argv))
+        return 0
+    if mode == "inprocess":
+        sys.path.insert(0, REPO)
+        from benchmarks import cpd_inprocess
+        cpd_inprocess.main(argv)
+        return 0
+    if mode != "process":
+        raise SystemExit(f"--mode must be process or inprocess, got {mode}")
+    return main_process(argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -27,6 +27,23 @@ Rows:
   hf BertTokenizerFast  transformers' wrapper of the same Rust tokenizer.
 The HF rows are skipped if the packages are missing (pip install tokenizers
 transformers).
+
+--mode=process (or both, the default) also times each tokenizer as a whole process
+of its own (benchmarks/tokenize_process.py: start Python, import, build the tokenizer
+from the vocab, tokenize every line to ids), the way a script pays for it:
+  original     google-research/bert's bert/tokenization.py FullTokenizer (PyPI
+               bert-tensorflow==1.0.4, pip install --no-deps), line by line;
+  ours_python  data_prep.tokenization.FullTokenizer, line by line;
+  ours_lines   the batch tokenizer create_pretraining_data uses;
+  ours_tf      BertTextTokenizer.batch_tokenize;
+  hf           tokenizers' BertWordPieceTokenizer.encode_batch.
+Each runs --process_repeats times, interleaved in a rotating order; medians of the
+process's wall and CPU seconds (os.wait4: user + sys, all threads), its peak RSS (this
+process does not import TensorFlow in --mode=process: Linux reports a child's RSS as at
+least its parent's), and
+of the tokenizing alone as the child timed it. Ratios are against the original in the
+same run; the ids of every contender are checked against the original's (a hash of
+all ids per line).
 """
 from __future__ import annotations
 
@@ -42,7 +59,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-import tensorflow as tf  # noqa: E402
 
 from data_prep import tokenization  # noqa: E402
 from tests.data_prep import reference_tokenizer as ref  # noqa: E402
@@ -96,7 +112,9 @@ def median_rates(fns: dict, n: int, repeats: int) -> dict:
 
 def runners(lines: list[str], batch_size: int):
     """name -> (zero-arg function tokenizing all lines, function returning ids)."""
-    bert = tokenization.BertTextTokenizer(VOCAB, do_lower_case=True)
+    import tensorflow as tf  # here, so that --mode=process keeps this process small
+    from data_prep import text_tokenizer
+    bert = text_tokenizer.BertTextTokenizer(VOCAB, do_lower_case=True)
     tensors = [tf.constant(lines[i:i + batch_size]) for i in range(0, len(lines), batch_size)]
     full = tokenization.FullTokenizer(VOCAB, do_lower_case=True)
     pool = concurrent.futures.ThreadPoolExecutor(os.cpu_count())
@@ -137,6 +155,7 @@ def runners(lines: list[str], batch_size: int):
 
 
 def bench(title: str, lines: list[str], batch_size: int, repeats: int) -> None:
+    import tensorflow as tf
     print(f"\n== {title}: {len(lines)} sentences, "
           f"{sum(map(len, lines)) / len(lines):.0f} chars on average ==")
     fns, checks, bert = runners(lines, batch_size)
@@ -166,16 +185,87 @@ def bench(title: str, lines: list[str], batch_size: int, repeats: int) -> None:
         print(f"{name:32s} {rate:12,.0f} {ratios[0]} {cpu_rate:12,.0f} {ratios[1]}")
 
 
+def process_contenders() -> list[str]:
+    from importlib import metadata
+    names = []
+    for name, dist in (("original", "bert-tensorflow"), ("ours_python", None),
+                       ("ours_lines", None), ("ours_tf", None), ("hf", "tokenizers")):
+        try:
+            if dist:
+                metadata.version(dist)
+            names.append(name)
+        except metadata.PackageNotFoundError:
+            print(f"({dist} not installed: whole-process row {name} skipped)")
+    return names
+
+
+def bench_processes(title: str, lines: list[str], repeats: int,
+                    contenders: list[str]) -> None:
+    """Each contender as a whole process of its own, interleaved; table vs the original."""
+    import json
+    import tempfile
+    from benchmarks.bench_create_pretraining_data import run_process
+
+    print(f"\n== whole processes, {title}: {len(lines)} sentences ==")
+    runs: dict = {name: [] for name in contenders}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "lines.txt")
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write("".join(line + "\n" for line in lines))
+        for r in range(repeats):
+            for name in contenders[r % len(contenders):] + contenders[:r % len(contenders)]:
+                log = os.path.join(tmp, f"{name}.log")
+                usage = run_process([sys.executable, "-m", "benchmarks.tokenize_process",
+                                     f"--contender={name}", f"--lines={path}",
+                                     f"--vocab={VOCAB}"], log)
+                with open(log, encoding="utf-8", errors="replace") as f:
+                    child = json.loads(f.read().strip().splitlines()[-1])
+                runs[name].append({**usage, **child})
+    med = {name: {k: statistics.median(r[k] for r in rs)
+                  for k in ("wall", "cpu", "rss", "setup_s", "tokenize_wall_s",
+                            "tokenize_cpu_s")} for name, rs in runs.items()}
+    base = med.get("original")
+    ref_hash = runs["original"][0]["sha256"] if "original" in runs else None
+    n = len(lines)
+    print("| tokenizer | process wall s | process CPU s | RSS MB | set-up s | "
+          "tokenize lines/s (wall / CPU) | x original, process CPU | "
+          "x original, tokenize CPU | ids == original |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, m in med.items():
+        same = {r["sha256"] for r in runs[name]} == {ref_hash} if ref_hash else None
+        ratios = "- | -"
+        if base:
+            ratios = (f"{base['cpu'] / m['cpu']:.2f}x | "
+                      f"{base['tokenize_cpu_s'] / m['tokenize_cpu_s']:.2f}x")
+        print(f"| {name} | {m['wall']:.2f} | {m['cpu']:.2f} | {m['rss']:.0f} | "
+              f"{m['setup_s']:.2f} | {n / m['tokenize_wall_s']:,.0f} / "
+              f"{n / m['tokenize_cpu_s']:,.0f} | {ratios} | {same} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch_size", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--mode", default="both", choices=("inprocess", "process", "both"))
+    parser.add_argument("--process_repeats", type=int, default=3)
+    parser.add_argument("--inputs", default="corpus,messy,thai",
+                        help="comma-separated: corpus, messy, thai")
     args = parser.parse_args()
-    print(f"TF {tf.__version__}, {os.cpu_count()} CPU cores, batch {args.batch_size}")
+    from importlib import metadata
+    print(f"TF {metadata.version('tensorflow')}, {os.cpu_count()} CPU cores, "
+          f"batch {args.batch_size}")
     lines = corpus_lines()
-    bench("corpus (ASCII English)", lines, args.batch_size, args.repeats)
-    bench("messy multilingual", messy(lines), args.batch_size, args.repeats)
-    bench("messy + Thai", with_thai(lines), args.batch_size, args.repeats)
+    inputs = {"corpus": ("corpus (ASCII English)", lines),
+              "messy": ("messy multilingual", messy(lines)),
+              "thai": ("messy + Thai", with_thai(lines))}
+    chosen = [inputs[k] for k in args.inputs.split(",") if k]
+    if args.mode in ("inprocess", "both"):
+        for title, texts in chosen:
+            bench(title, texts, args.batch_size, args.repeats)
+    if args.mode in ("process", "both"):
+        contenders = process_contenders()
+        for title, texts in chosen:
+            bench_processes(title, texts, args.process_repeats, contenders)
 
 
 if __name__ == "__main__":

@@ -22,29 +22,36 @@ from itertools import chain, islice
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
-import tensorflow as tf
 
 from data_prep import record_kernels
 from data_prep.atomic_io import atomic_path  # noqa: F401  (re-exported)
+
+# TensorFlow (~3 s to import) is imported inside the functions that build protos, parse or read
+# records: encoding and writing TFRecords (create_pretraining_data, the feature writers) is
+# numpy and compiled code and does not need it.
 
 PRETRAINING_FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions",
                         "masked_lm_ids", "masked_lm_weights", "next_sentence_labels")
 
 
 def int64_feature(values: Iterable[int]) -> tf.train.Feature:
+    import tensorflow as tf
     return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
 
 
 def float_feature(values: Iterable[float]) -> tf.train.Feature:
+    import tensorflow as tf
     return tf.train.Feature(float_list=tf.train.FloatList(value=list(values)))
 
 
 def bytes_feature(values: Iterable[bytes]) -> tf.train.Feature:
+    import tensorflow as tf
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
 
 
 def feature_spec(max_seq_length: int, max_predictions_per_seq: int) -> dict:
     """tf.io.FixedLenFeature spec of a pretraining Example (int64 and float32)."""
+    import tensorflow as tf
     seq = [max_seq_length]
     pred = [max_predictions_per_seq]
     return {
@@ -60,12 +67,15 @@ def feature_spec(max_seq_length: int, max_predictions_per_seq: int) -> dict:
 
 def parse_pretraining_example(serialized: tf.Tensor, max_seq_length: int,
                               max_predictions_per_seq: int,
-                              int_dtype: tf.DType = tf.int32) -> dict[str, tf.Tensor]:
+                              int_dtype: tf.DType | None = None) -> dict[str, tf.Tensor]:
     """Parses one serialized Example (scalar string) or a batch ([batch] strings).
 
     Returns the schema above with a leading [batch] axis for a batch; int64 features are cast
-    to `int_dtype` (int32 by default, what the model and TPUs take), weights stay float32.
+    to `int_dtype` (None: tf.int32, what the model and TPUs take), weights stay float32.
     """
+    import tensorflow as tf
+    if int_dtype is None:
+        int_dtype = tf.int32
     spec = feature_spec(max_seq_length, max_predictions_per_seq)
     serialized = tf.convert_to_tensor(serialized, tf.string)
     if serialized.shape.rank == 0:
@@ -118,6 +128,7 @@ def padded_pretraining_arrays(instances: Sequence, max_seq_length: int,
 def instance_to_example(instance, max_seq_length: int,
                         max_predictions_per_seq: int) -> tf.train.Example:
     """One instance as a tf.train.Example proto (clear but slow: use instances_to_records)."""
+    import tensorflow as tf
     arrays = padded_pretraining_arrays([instance], max_seq_length, max_predictions_per_seq)
     feature = {name: (float_feature(a[0].tolist()) if a.dtype.kind == "f"
                       else int64_feature(a[0].tolist())) for name, a in arrays.items()}
@@ -335,6 +346,7 @@ def write_tfrecord(path: str, records: Iterable[bytes], gzip: bool = False,
 
 def read_tfrecord(path: str, gzip: bool | None = None) -> list[bytes]:
     """All records of one file; gzip=None guesses from a `.gz` suffix."""
+    import tensorflow as tf
     if gzip is None:
         gzip = path.endswith(".gz")
     dataset = tf.data.TFRecordDataset(path, compression_type="GZIP" if gzip else "")

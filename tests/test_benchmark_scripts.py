@@ -36,3 +36,31 @@ def test_gemm_prints_a_rate_per_shape_and_library(capsys):
             if "x" in r[0] and r[0][0].isdigit()]
     assert [r[0] for r in rows] == [f"{m}x{k}x{n}" for m, k, n in bench_gemm.SHAPES]
     assert all(float(cell) > 0 for r in rows for cell in r[1:]) and all(len(r) == 4 for r in rows)
+
+
+def test_create_pretraining_data_whole_process_mode_runs_the_original_and_ours():
+    # The real original (bert-tensorflow, the bench extra, installed with --no-deps) and ours
+    # as separate processes on a 20 KB input; the script itself checks that both wrote the
+    # same Examples and that 1 and 2 workers wrote the same records.
+    import os
+    import subprocess
+    import sys
+    from importlib import metadata
+
+    try:
+        metadata.version("bert-tensorflow")
+    except metadata.PackageNotFoundError:
+        pytest.skip("bert-tensorflow (bench extra: pip install --no-deps "
+                    "bert-tensorflow==1.0.4) is not installed")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, os.path.join(repo, "benchmarks", "bench_create_pretraining_data.py"),
+         "--sizes_mb=0.02", "--trials=1", "--startup_kb=0", "--two_workers=on"],
+        capture_output=True, text=True, timeout=300, cwd=repo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "0.02 MB:" in out and "equal as Examples" in out
+    assert "1 and 2 workers wrote byte-identical shards" in out
+    row, = [r for r in _table_rows(out, "0.02 MB (") if len(r) == 10]
+    original = float(row[2])
+    assert int(row[1]) > 0 and original > 0 and float(row[5]) > 0 and float(row[8]) > 0

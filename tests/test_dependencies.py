@@ -19,7 +19,8 @@ FIRST_PARTY = {"bert_tf", "data_prep", "tests", "benchmarks", "scripts"}
 # Import name -> distribution name on PyPI. A new third-party import fails this test until it
 # is added here and declared in setup.py.
 DISTRIBUTIONS = {
-    "absl": "absl-py", "apache_beam": "apache-beam", "flatbuffers": "flatbuffers",
+    "absl": "absl-py", "apache_beam": "apache-beam", "bert": "bert-tensorflow",
+    "flatbuffers": "flatbuffers",
     "keras": "keras", "keras_hub": "keras-hub", "llvmlite": "llvmlite",
     "ml_dtypes": "ml_dtypes", "numba": "numba", "numpy": "numpy", "pytest": "pytest",
     "safetensors": "safetensors", "scipy": "scipy", "setuptools": "setuptools",
