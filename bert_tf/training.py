@@ -138,9 +138,9 @@ class Trainer:
             self.optimizer = optimizer
             # The dropout layers' seed states are not among the model's checkpointed
             # dependencies; without them a resumed run would draw the first run's masks again.
-            self._dropout_seeds = dropout_seed_states(self.model)
-            self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                                  dropout_seeds=self._dropout_seeds)
+            self.checkpoint = tf.train.Checkpoint(
+                model=self.model, optimizer=self.optimizer,
+                dropout_seeds=dropout_seed_states(self.model))
         # Only the chief's checkpoints are kept; other workers must still take part in saving
         # (it is a collective), so they write to a scratch directory that is then removed.
         self._checkpoint_dir = os.path.join(args.output_dir, "checkpoints")

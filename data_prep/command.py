@@ -60,8 +60,8 @@ def _wants_traceback() -> bool:
     values = flags.FLAGS
     if not values.is_parsed():
         return False
-    return any(name in values and (values[name].value or 0) >= level
-               for name, level in (("traceback", True), ("verbosity", 1)))
+    return (("traceback" in values and bool(values["traceback"].value))
+            or values["verbosity"].value >= 1)
 
 
 def _parse_flags(command: str, argv: list[str]) -> list[str]:

@@ -705,12 +705,10 @@ def from_flags(values: flags.FlagValues) -> tuple[list[str], list[str], str, Set
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        input_files, output_files, summary_file, settings = from_flags(FLAGS)
-        summary = create_pretraining_data(input_files, output_files, settings,
-                                          FLAGS.num_workers, summary_file)
-    except ValueError as e:
-        raise app.UsageError(str(e)) from e
+    # A ValueError (a bad flag or input) is reported as one line by data_prep.command.
+    input_files, output_files, summary_file, settings = from_flags(FLAGS)
+    summary = create_pretraining_data(input_files, output_files, settings, FLAGS.num_workers,
+                                      summary_file)
     report_outcome(summary, FLAGS.input_file, summary_file)
 
 

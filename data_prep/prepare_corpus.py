@@ -67,10 +67,8 @@ def main(argv):
     for name in ("input_file", "output_dir"):
         if not FLAGS[name].value:
             raise app.UsageError(f"--{name} is required")
-    try:
-        totals = prepare_corpus(FLAGS.input_file, FLAGS.output_dir, FLAGS.max_document_sentences)
-    except ValueError as e:
-        raise app.UsageError(str(e)) from e
+    # A ValueError (a bad input) is reported as one line by data_prep.command.
+    totals = prepare_corpus(FLAGS.input_file, FLAGS.output_dir, FLAGS.max_document_sentences)
     logging.info("wrote %d files: %d documents, %d sentences", totals["files"],
                  totals["documents"], totals["sentences"])
 

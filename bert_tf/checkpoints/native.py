@@ -112,34 +112,29 @@ def _walk(graph, node_id: int, obj, keys: dict[int, str], nodes: dict[int, int])
             _walk(graph, ref.node_id, child, keys, nodes)
 
 
-def _count_transformer_layers(graph, node_id: int) -> int:
-    """Objects under `node_id` with both an `attention` and an `intermediate` child: the
-    transformer blocks (layers/transformer_block.py)."""
-    blocks, stack, seen = 0, [node_id], set()
+def _reachable(graph, node_id: int):
+    """Every node of the checkpoint graph reachable from `node_id` (itself included), once."""
+    stack, seen = [node_id], set()
     while stack:
         node = stack.pop()
         if node in seen:
             continue
         seen.add(node)
-        children = {c.local_name for c in graph.nodes[node].children}
-        blocks += {"attention", "intermediate"} <= children
+        yield graph.nodes[node]
         stack += [c.node_id for c in graph.nodes[node].children]
-    return blocks
+
+
+def _count_transformer_layers(graph, node_id: int) -> int:
+    """Objects under `node_id` with both an `attention` and an `intermediate` child: the
+    transformer blocks (layers/transformer_block.py)."""
+    return sum({"attention", "intermediate"} <= {c.local_name for c in node.children}
+               for node in _reachable(graph, node_id))
 
 
 def _variable_keys(graph, node_id: int) -> set[str]:
     """Every variable's checkpoint key reachable from `node_id`."""
-    found, stack, seen = set(), [node_id], set()
-    while stack:
-        node = stack.pop()
-        if node in seen:
-            continue
-        seen.add(node)
-        key = _attribute_key(graph.nodes[node])
-        if key is not None:
-            found.add(key)
-        stack += [c.node_id for c in graph.nodes[node].children]
-    return found
+    keys = (_attribute_key(node) for node in _reachable(graph, node_id))
+    return {key for key in keys if key is not None}
 
 
 def load_training_checkpoint(model: keras.Model, prefix: str) -> names.LoadReport:
