@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import REPO_ROOT
+from tests.multiworker_driver import start_workers
 from tests.pretraining_data import write_pretraining_shards
 
 DATA = os.path.join(REPO_ROOT, "tests", "data")
@@ -163,27 +164,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(job, mode, shards, 
             assert a.read() == b.read()
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-def _start_workers(shards: str, out: str, logs: str, steps: int) -> list[subprocess.Popen]:
-    """Two MultiWorkerMirroredStrategy workers (tests/multiworker_driver.py) on fresh ports."""
-    import json
-    cluster = {"worker": [f"localhost:{_free_port()}" for _ in range(2)]}
-    procs = []
-    for index in range(2):
-        env = {**_env(), "TF_CONFIG": json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        with open(f"{logs}_{index}.log", "w") as log:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "tests.multiworker_driver", shards, out,
-                 f"{logs}_{index}.npy", str(steps)], cwd=REPO_ROOT, env=env, stdout=log,
-                stderr=subprocess.STDOUT))
-    return procs
+def _start_workers(shards: str, out: str, prefix: str, steps: int) -> list[subprocess.Popen]:
+    return start_workers(shards, out, prefix, steps, _env(), REPO_ROOT)
 
 
 @pytest.mark.slow

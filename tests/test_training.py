@@ -1,11 +1,9 @@
 """The shared training loop: learning, resume, preemption, distribution, precision."""
 import glob
-import json
 import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +17,7 @@ import bert_tf
 from bert_tf import cpu_allocator, distribute, optimization, training
 from bert_tf.pretraining import PretrainingTask
 from tests.conftest import REPO_ROOT
+from tests.multiworker_driver import start_workers
 from tests.pretraining_data import write_pretraining_shards
 
 CONFIG = bert_tf.BertConfig.from_preset("tiny", vocab_size=64, max_position_embeddings=64,
@@ -196,27 +195,11 @@ def test_sigterm_saves_before_exit(shards, tmp_path):
     assert latest is not None and 0 < int(latest.split("-")[-1]) < 1000
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
 def test_two_worker_processes_agree_on_weights(shards, tmp_path):
-    ports = [_free_port(), _free_port()]
-    cluster = {"worker": [f"localhost:{p}" for p in ports]}
-    procs = []
-    for index in range(2):
-        env = {**_env(), "TF_CONFIG": json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "tests.multiworker_driver", shards,
-             str(tmp_path / "out"), str(tmp_path / f"weights_{index}.npy")],
-            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True))
-    logs = [p.communicate(timeout=400)[0] for p in procs]
-    for p, log in zip(procs, logs):
-        assert p.returncode == 0, log[-3000:]
+    prefix = str(tmp_path / "weights")
+    procs = start_workers(shards, str(tmp_path / "out"), prefix, 6, _env(), REPO_ROOT)
+    for index, p in enumerate(procs):
+        assert p.wait(timeout=400) == 0, open(f"{prefix}_{index}.log").read()[-3000:]
     w0, w1 = (np.load(tmp_path / f"weights_{i}.npy") for i in range(2))
     np.testing.assert_array_equal(w0, w1)
     # Only the chief keeps checkpoints; the other worker's scratch copy is removed.
