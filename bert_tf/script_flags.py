@@ -24,8 +24,9 @@ def define_model_flags() -> None:
     flags.DEFINE_enum("model", None, list(PRESETS), "A preset size instead of --bert_config_file.")
     flags.DEFINE_string("vocab_file", None, "WordPiece vocab; with --model it sets vocab_size.")
     flags.DEFINE_integer("vocab_size", None, "vocab_size for --model when there is no vocab_file.")
-    flags.DEFINE_string("init_checkpoint", None, "Initial weights: a bert_tf checkpoint, an "
-                        "original TF1 BERT checkpoint or a Hugging Face model (dir or file).")
+    flags.DEFINE_string("init_checkpoint", None, "Initial weights: a bert_tf checkpoint (or a "
+                        "bert_tf run's --output_dir), a .keras file, an original TF1 BERT "
+                        "checkpoint or a Hugging Face model (dir or file).")
 
 
 def define_training_flags(learning_rate: float, train_batch_size: int, eval_batch_size: int,
