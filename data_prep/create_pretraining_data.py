@@ -45,6 +45,16 @@ draw-exact instances are compiled, both cost about the same end to end. Shard k 
 PCG64 seeded with random_seed + k, so this output too is byte-identical for any num_workers;
 the mode is part of each shard's fingerprint, so a resumed run never mixes modes.
 
+--masking=none (default static) writes no masks: input_ids, input_mask, segment_ids (and
+next_sentence_labels with NSP), the instances of --rng unmasked, for run_pretraining
+--dynamic_masking, which draws new masks every epoch; one copy (--dupe_factor=1) is then
+enough, and more copies only repeat the text (a warning says so). --task=none (default nsp)
+packs whole sentences up to --max_seq_length across documents, a [SEP] where one ends, with no
+next-sentence label (data_prep/instances_packed.py; numpy draws whatever --rng says), for
+run_pretraining --nsp=false; with static masking its masks follow the same rules. Both modes
+are in each shard's fingerprint (only when not the default, so the defaults' shards stay
+resumable), so a resumed run never mixes modes.
+
 Each shard is written to `<shard>.tmp-<host>-<pid>-<random>` and renamed when complete; its
 manifest `<shard>.manifest.json` (counts + a fingerprint of everything that determines the bytes) is
 written just before the rename. A rerun skips shards whose file and matching manifest exist.
@@ -69,7 +79,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from data_prep import instances as inst
-from data_prep import instances_compiled, instances_vectorized
+from data_prep import instances_compiled, instances_packed, instances_vectorized
 from data_prep import atomic_io, command, sentences
 
 # data_prep.tfrecords and data_prep.tokenization import TensorFlow (~4 s): they are imported
@@ -81,6 +91,8 @@ _TOKENIZE_BATCH = 2048
 _PROGRESS_SECONDS = 10.0
 _ENCODE_BATCH = 2048  # records per chunk
 RNG_MODES = ("original", "vectorized")
+MASKING_MODES = ("static", "none")  # masks written into the records, or drawn while training
+TASKS = ("nsp", "none")  # next-sentence pairs, or full sentences packed without labels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +107,8 @@ class Settings:
     gzip: bool = False
     tokenizer: str = "python"  # one of TOKENIZERS; both give the same ids
     rng: str = "original"  # one of RNG_MODES: the original's draws, or numpy in batches
+    masking: str = "static"  # one of MASKING_MODES
+    task: str = "nsp"  # one of TASKS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -319,6 +333,9 @@ def _record_chunks(corpus: inst.Corpus, vocab: inst.VocabIds, settings: Settings
     summary counts to stats and the encoding seconds to timings["encode"]."""
     from data_prep import pretraining_records, tfrecords
     options = settings.options
+    if settings.task != "nsp" or settings.masking != "static":
+        yield from _other_mode_chunks(corpus, vocab, settings, seed, stats, timings)
+        return
     if settings.rng == "vectorized":  # the original's rules, numpy draws, padded batches
         for batch in instances_vectorized.iter_instance_batches(
                 corpus, vocab, options, settings.dupe_factor, seed, stats):
@@ -340,6 +357,95 @@ def _record_chunks(corpus: inst.Corpus, vocab: inst.VocabIds, settings: Settings
         timings["encode"] = timings.get("encode", 0.0) + time.time() - encode_start
         yield chunk, stop - start
         encode_start = time.time()
+
+
+def _other_mode_chunks(corpus: inst.Corpus, vocab: inst.VocabIds, settings: Settings,
+                       seed: int, stats: dict, timings: dict
+                       ) -> Iterator[tuple[np.ndarray, int]]:
+    """_record_chunks for --task=none or --masking=none (the static NSP path is unchanged).
+
+    --task=none: data_prep/instances_packed.py (numpy draws whatever --rng says). NSP pairs
+    with --masking=none: the instances of --rng (the same pairs as with static masks, since
+    the masks are drawn after the pair), written with their original token ids and without
+    the masked-LM features.
+    """
+    from data_prep import tfrecords
+    options = settings.options
+    if settings.task == "none":
+        batches = ((features, None) for features in instances_packed.iter_instance_batches(
+            corpus, vocab, options, settings.dupe_factor, seed, settings.masking == "static",
+            stats))
+    else:
+        batches = _unmasked_pair_batches(corpus, vocab, settings, seed, stats)
+    encode_start = time.time()
+    for features, targets in batches:
+        _feature_stats(features, targets, vocab, options, stats)
+        chunk = tfrecords.encode_tfrecords(features)
+        timings["encode"] = timings.get("encode", 0.0) + time.time() - encode_start
+        yield chunk, len(features["input_ids"])
+        encode_start = time.time()
+
+
+_MASKED_LM_FEATURES = ("masked_lm_positions", "masked_lm_ids", "masked_lm_weights")
+
+
+def _unmasked_pair_batches(corpus: inst.Corpus, vocab: inst.VocabIds, settings: Settings,
+                           seed: int, stats: dict) -> Iterator[tuple[dict, np.ndarray]]:
+    """(features without the masked-LM ones, target lengths) of the NSP instances of
+    settings.rng, their input_ids unmasked."""
+    options = settings.options
+    if settings.rng == "vectorized":
+        for batch in instances_vectorized.iter_instance_batches(
+                corpus, vocab, options, settings.dupe_factor, seed, stats):
+            features = dict(batch.features)
+            weights = features["masked_lm_weights"] > 0
+            rows = np.nonzero(weights)[0]
+            features["input_ids"][rows, features["masked_lm_positions"][weights]] = (
+                features["masked_lm_ids"][weights])
+            yield ({k: v for k, v in features.items() if k not in _MASKED_LM_FEATURES},
+                   batch.target_seq_length)
+        return
+    table = instances_compiled.create_table(corpus, vocab, options, settings.dupe_factor,
+                                            random.Random(seed), stats)
+    rows = table.rows.copy()
+    rows[:, 6] = 0  # no masked position: padded_batch writes the original ids
+    table = instances_compiled.InstanceTable(rows, table.masked, table.tokens)
+    for start in range(0, len(table), _ENCODE_BATCH):
+        batch = instances_compiled.padded_batch(
+            table, start, min(start + _ENCODE_BATCH, len(table)), vocab, options)
+        yield ({k: v for k, v in batch.features.items() if k not in _MASKED_LM_FEATURES},
+               batch.target_seq_length)
+
+
+def _feature_stats(features: dict, target_seq_lengths: np.ndarray | None,
+                   vocab: inst.VocabIds, options: inst.InstanceOptions, stats: dict) -> None:
+    """The summary counts of _batch_stats for a batch of any mode: the masked-LM counts only
+    when it has masks, random_next only with NSP labels, short targets only for pairs."""
+    ids = features["input_ids"]
+    real = features["input_mask"] > 0
+    lengths = real.sum(axis=1)
+    add = {
+        "instances": len(ids),
+        "tokens": int(lengths.sum()),
+        "maskable_tokens": int((real & (ids != vocab.cls_id) & (ids != vocab.sep_id)).sum()),
+        "capped_instances": int((np.rint(lengths * options.masked_lm_prob)
+                                 > options.max_predictions_per_seq).sum()),
+    }
+    if "masked_lm_weights" in features:
+        weights = features["masked_lm_weights"] > 0
+        at_positions = np.take_along_axis(ids, features["masked_lm_positions"], axis=1)
+        as_mask = (at_positions == vocab.mask_id) & weights
+        add["masked_tokens"] = int(weights.sum())
+        add["masked_as_mask"] = int(as_mask.sum())
+        add["masked_kept"] = int(((at_positions == features["masked_lm_ids"]) & weights
+                                  & ~as_mask).sum())
+    if "next_sentence_labels" in features:
+        add["random_next"] = int(features["next_sentence_labels"].sum())
+    if target_seq_lengths is not None:
+        add["short_target_instances"] = int(
+            (target_seq_lengths < options.max_seq_length - 3).sum())
+    for key, value in add.items():
+        stats[key] = stats.get(key, 0) + value
 
 
 @contextlib.contextmanager
@@ -440,6 +546,12 @@ def _fingerprint(settings: Settings, index: int, num_shards: int, files: Sequenc
     if settings.rng != "original":  # (absent for original: earlier shards stay resumable)
         described["rng"] = settings.rng
         described["rng_algorithm_version"] = instances_vectorized.ALGORITHM_VERSION
+    # (absent for the defaults too; present otherwise, so a resume never mixes modes)
+    if settings.masking != "static":
+        described["masking"] = settings.masking
+    if settings.task != "nsp":
+        described["task"] = settings.task
+        described["packing_algorithm_version"] = instances_packed.ALGORITHM_VERSION
     h.update(json.dumps(described, sort_keys=True).encode())
     return h.hexdigest()
 
@@ -486,8 +598,18 @@ def validate(settings: Settings, num_workers: int) -> None:
         raise ValueError(f"--tokenizer must be one of {TOKENIZERS}, got {settings.tokenizer!r}")
     if settings.rng not in RNG_MODES:
         raise ValueError(f"--rng must be one of {RNG_MODES}, got {settings.rng!r}")
+    if settings.masking not in MASKING_MODES:
+        raise ValueError(f"--masking must be one of {MASKING_MODES}, got {settings.masking!r}")
+    if settings.task not in TASKS:
+        raise ValueError(f"--task must be one of {TASKS}, got {settings.task!r}")
     if num_workers < 0:
         raise ValueError(f"--num_workers must be >= 0, got {num_workers}")
+    if settings.masking == "none" and settings.dupe_factor > 1:
+        logging.warning(
+            "--masking=none with --dupe_factor=%d writes the same text %d times (only the %s "
+            "differ): run_pretraining --dynamic_masking draws new masks every epoch, so "
+            "--dupe_factor=1 is enough", settings.dupe_factor, settings.dupe_factor,
+            "pairings" if settings.task == "nsp" else "document order and packing")
     load_vocab_ids(settings.vocab_file)
     options = settings.options
     cap = inst.mask_cap_length(options)
@@ -589,26 +711,29 @@ def summarize(manifests: Sequence[dict], settings: Settings) -> dict:
         return round(totals.get(a, 0) / totals[b], 6) if totals.get(b) else None
 
     masked = totals.get("masked_tokens", 0)
+    static, nsp = settings.masking == "static", settings.task == "nsp"
     return {
         "shards": len(manifests),
         "output_files": [m["output_file"] for m in manifests],
         "counts": totals,
-        "masked_fraction": ratio("masked_tokens", "maskable_tokens"),
+        "masked_fraction": ratio("masked_tokens", "maskable_tokens") if static else None,
         "mask_split": {
             "mask": ratio("masked_as_mask", "masked_tokens"),
             "keep": ratio("masked_kept", "masked_tokens"),
             "random": (round((masked - totals["masked_as_mask"] - totals["masked_kept"])
                              / masked, 6) if masked else None),
         },
-        "random_next_fraction": ratio("random_next", "instances"),
-        "short_target_document_fraction": ratio("short_targets", "document_passes"),
-        "short_target_instance_fraction": ratio("short_target_instances", "instances"),
+        "random_next_fraction": ratio("random_next", "instances") if nsp else None,
+        "short_target_document_fraction": (ratio("short_targets", "document_passes")
+                                           if nsp else None),
+        "short_target_instance_fraction": (ratio("short_target_instances", "instances")
+                                           if nsp else None),
         "capped_instance_fraction": ratio("capped_instances", "instances"),
         "shard_seconds": seconds,
         "settings": {"vocab_file": settings.vocab_file, "do_lower_case": settings.do_lower_case,
                      "dupe_factor": settings.dupe_factor, "random_seed": settings.random_seed,
-                     "gzip": settings.gzip, "rng": settings.rng,
-                     **dataclasses.asdict(settings.options)},
+                     "gzip": settings.gzip, "rng": settings.rng, "masking": settings.masking,
+                     "task": settings.task, **dataclasses.asdict(settings.options)},
     }
 
 
@@ -659,6 +784,14 @@ def define_flags() -> None:
                       "random draws, instance for instance (compiled). vectorized: the same "
                       "rules and probabilities drawn with numpy in batches (about as fast; "
                       "deterministic, but other instances than the original's).")
+    flags.DEFINE_enum("masking", "static", list(MASKING_MODES), "static: write the masked-LM "
+                      "masks into the records (the original; --dupe_factor copies with "
+                      "different masks). none: write only the token ids and segment layout, "
+                      "for run_pretraining --dynamic_masking (--dupe_factor=1 is enough).")
+    flags.DEFINE_enum("task", "nsp", list(TASKS), "nsp: sentence pairs with next-sentence "
+                      "labels (the original). none: whole sentences packed up to "
+                      "--max_seq_length, running on across documents with a [SEP], no "
+                      "next-sentence label (for run_pretraining --nsp=false).")
 
 
 def resolve_outputs(output_file: str | None, output_dir: str | None, num_shards: int,
@@ -698,7 +831,8 @@ def from_flags(values: flags.FlagValues) -> tuple[list[str], list[str], str, Set
         do_whole_word_mask=values.do_whole_word_mask,
         wwm_mask_decision=values.wwm_mask_decision)
     settings = Settings(values.vocab_file, values.do_lower_case, options, values.dupe_factor,
-                        values.random_seed, values.gzip, values.tokenizer, values.rng)
+                        values.random_seed, values.gzip, values.tokenizer, values.rng,
+                        masking=values.masking, task=values.task)
     return input_files, output_files, summary_file, settings
 
 

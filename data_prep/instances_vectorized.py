@@ -260,6 +260,50 @@ class _Masker:
             "next_sentence_labels": rows["random_next"].astype(np.int32)[:, None],
         }
 
+    def mask_padded(self, features: dict, rng: np.random.Generator) -> dict:
+        """Masks sequences that are already laid out (instances_packed's), by the same rules.
+
+        features: int input_ids, input_mask [n, max_seq_length] (and any other arrays, passed
+        through). Candidates are the real tokens that are not [CLS]/[SEP] (so a packed
+        sequence's inner [SEP]s are never masked); num_to_predict, the random subset or whole
+        words, and 80/10/10 are those of __call__. Returns features with input_ids masked and
+        masked_lm_positions, masked_lm_ids (int32) and masked_lm_weights (float32) added.
+        """
+        vocab, options = self.vocab, self.options
+        ids = np.array(features["input_ids"], np.int32)
+        n, seq = ids.shape
+        input_mask = np.asarray(features["input_mask"]) > 0
+        length = input_mask.sum(axis=1)
+        candidate = input_mask & (ids != vocab.cls_id) & (ids != vocab.sep_id)
+        num_candidates = candidate.sum(axis=1)
+        base = np.arange(n, dtype=np.int64) * seq
+        limit = np.minimum(options.max_predictions_per_seq, np.maximum(
+            1, np.rint(length * options.masked_lm_prob).astype(np.int64)))
+        if options.do_whole_word_mask:
+            positions, weights, group = self._choose_words(ids, candidate, limit, base, rng)
+        else:
+            positions, weights = self._choose_pieces(candidate, np.minimum(
+                limit, num_candidates), num_candidates, rng)
+            group = None
+        flat_ids = ids.reshape(-1)
+        flat = (base[:, None] + positions)[weights]
+        labels = flat_ids[flat]
+        if group is not None and options.wwm_mask_decision == "per_word":
+            word = group.reshape(-1)[flat]
+            first = np.ones(len(flat), bool)
+            first[1:] = (word[1:] != word[:-1]) | (flat[1:] // seq != flat[:-1] // seq)
+            u = rng.random(int(first.sum()))[np.cumsum(first) - 1]
+        else:
+            u = rng.random(len(flat))
+        flat_ids[flat[u < 0.8]] = vocab.mask_id
+        as_random = flat[u >= 0.9]
+        flat_ids[as_random] = self.random_ids[rng.integers(0, len(self.random_ids),
+                                                           len(as_random))]
+        masked_ids = np.zeros(positions.shape, np.int32)
+        masked_ids[weights] = labels
+        return {**features, "input_ids": ids, "masked_lm_positions": positions,
+                "masked_lm_ids": masked_ids, "masked_lm_weights": weights.astype(np.float32)}
+
     def _sorted_keys(self, valid: np.ndarray, rng: np.random.Generator,
                      redraw) -> np.ndarray:
         """Each row's valid columns in uniformly random order, as sorted keys.
@@ -370,6 +414,13 @@ class _Masker:
         positions = np.zeros((n, num_pred), np.int32)
         positions[weights] = np.flatnonzero(chosen) % seq
         return positions, weights, group
+
+
+def padded_masker(corpus: inst.Corpus, vocab: inst.VocabIds,
+                  options: inst.InstanceOptions) -> _Masker:
+    """A masker whose `mask_padded(features, rng)` masks already laid-out sequences of
+    corpus's tokens (instances_packed)."""
+    return _Masker(corpus, vocab, options)
 
 
 def iter_instance_batches(documents: Sequence[inst.Document] | inst.Corpus,
