@@ -61,6 +61,7 @@ setup(
             "bert-tagger=bert_tf.run_tagger:run",
             "bert-squad=bert_tf.run_squad:run",
             "bert-export=bert_tf.export_savedmodel:run",
+            "bert-extract-features=bert_tf.extract_features:run",
             "bert-prep=data_prep.create_pretraining_data:run",
             "bert-prep-beam=data_prep.beam_pipeline:run",
             "bert-vocab=data_prep.build_vocab:run",
