@@ -12,10 +12,25 @@ tokenization. Signatures (all outputs named):
 | token_classifier | `text`                                    | `logits`, `label` [batch, seq], `input_ids`  |
 | fill_mask        | `text` with literal `[MASK]`s              | `top_ids`, `top_tokens`, `top_probabilities` [batch, masks, k], `masked_positions` |
 | encoder          | `text`                                    | `pooled_output`, `sequence_output`, `input_mask` |
+| encoder, `embed` | `text`                                    | `embedding` [batch, hidden] float32 (mean/cls/max pooled, optionally L2-normalised) |
 
 Each also has `serve_ids` taking int32 `input_ids`, `input_mask`, `segment_ids` [batch, seq].
 The separate preprocessing model has `tokenize` (strings -> ragged ids), `bert_pack_inputs`
 (one or two ragged segments -> the three int32 tensors) and `serving_default` (text -> them).
+
+A model's text signatures pad a request only to its longest member, rounded up to a multiple
+of `pad_multiple` (at most `seq_length`): a batch of short sentences costs what its tokens
+cost, and the outputs of real tokens are those of the `seq_length`-padded batch (padding is
+masked out of attention). Per-token outputs (`start_logits`, `label` of the token classifier,
+`sequence_output`) are therefore [batch, width] with width <= seq_length; `input_ids` or
+`input_mask` beside them say which positions are real. `pad_to_longest=False` pads every
+request to `seq_length`. The preprocessing model always pads to its `seq_length`, which is
+its contract with a separate model.
+
+Every signature checks its inputs before the model runs: a wrong rank, ids outside the
+vocabulary, segment ids outside `type_vocab_size`, a sequence longer than
+`max_position_embeddings` or inputs of different shapes fail with an InvalidArgumentError
+that names the input.
 """
 from __future__ import annotations
 
@@ -31,7 +46,8 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from bert_tf.models import (BertClassifier, BertEncoder, BertPretrainer, BertSpanLabeler,
-                            BertTokenClassifier)
+                            BertTokenClassifier, encoder_of)
+from bert_tf.sentence_embedding import POOLINGS, pool_tokens
 from data_prep.text_tokenizer import BertTextTokenizer
 
 _LOG = logging.getLogger(__name__)
@@ -50,14 +66,18 @@ class BertPacker(tf.Module):
     """
 
     def __init__(self, seq_length: int, cls_id: int, sep_id: int, pad_id: int = 0,
-                 name: str | None = None):
+                 name: str | None = None, pad_to_longest: bool = False, pad_multiple: int = 8):
         super().__init__(name=name)
         if seq_length < 3:
             raise ValueError(f"seq_length must be >= 3, got {seq_length}.")
+        if pad_multiple < 1:
+            raise ValueError(f"pad_multiple must be >= 1, got {pad_multiple}.")
         self.seq_length, self.cls_id, self.sep_id, self.pad_id = seq_length, cls_id, sep_id, pad_id
+        self.pad_to_longest, self.pad_multiple = pad_to_longest, pad_multiple
 
     def pack(self, segments: Sequence[tf.RaggedTensor]) -> dict[str, tf.Tensor]:
-        """ragged int [batch, (tokens)] x 1..2 -> int32 [batch, seq_length] x 3."""
+        """ragged int [batch, (tokens)] x 1..2 -> int32 [batch, width] x 3: width is
+        seq_length, or with pad_to_longest the longest row rounded up to pad_multiple."""
         segments = [tf.cast(s, tf.int64) for s in segments]
         budget = self.seq_length - len(segments) - 1
         trimmed = tf_text.RoundRobinTrimmer(max_seq_length=budget).trim(segments)
@@ -65,48 +85,92 @@ class BertPacker(tf.Module):
             trimmed, start_of_sequence_id=self.cls_id, end_of_segment_id=self.sep_id)
         input_ids, input_mask = tf_text.pad_model_inputs(ids, self.seq_length, self.pad_id)
         segment_ids, _ = tf_text.pad_model_inputs(segment_ids, self.seq_length, 0)
-        return {"input_ids": tf.cast(input_ids, tf.int32),
-                "input_mask": tf.cast(input_mask, tf.int32),
-                "segment_ids": tf.cast(segment_ids, tf.int32)}
+        packed = {"input_ids": input_ids, "input_mask": input_mask, "segment_ids": segment_ids}
+        if self.pad_to_longest:
+            # At least one column, so that an empty request batch still has a valid shape.
+            longest = tf.reduce_max(tf.concat([ids.row_lengths(), [1]], axis=0))
+            rounded = -(-longest // self.pad_multiple) * self.pad_multiple
+            width = tf.minimum(rounded, self.seq_length)
+            packed = {k: v[:, :width] for k, v in packed.items()}
+        return {k: tf.cast(v, tf.int32) for k, v in packed.items()}
 
 
 class PreprocessingModule(tf.Module):
     """TF-Hub-style preprocessing: `tokenize` and `bert_pack_inputs`."""
 
-    def __init__(self, vocab_file: str, do_lower_case: bool, seq_length: int):
+    def __init__(self, vocab_file: str, do_lower_case: bool, seq_length: int,
+                 pad_to_longest: bool = False, pad_multiple: int = 8):
         super().__init__(name="bert_preprocessing")
         self.tokenizer = BertTextTokenizer(vocab_file, do_lower_case, out_type=tf.int32)
         self.packer = BertPacker(seq_length, self.tokenizer.cls_id, self.tokenizer.sep_id,
-                                 self.tokenizer.pad_id)
+                                 self.tokenizer.pad_id, pad_to_longest=pad_to_longest,
+                                 pad_multiple=pad_multiple)
         self.do_lower_case = tf.Variable(do_lower_case, trainable=False, name="do_lower_case")
         self.seq_length = tf.Variable(seq_length, trainable=False, name="seq_length")
 
     @tf.function(input_signature=[_STRINGS])
     def tokenize(self, text):
-        return self.tokenizer.tokenize(text)
+        return self.tokenizer.tokenize(checked_strings(text))
 
     @tf.function(input_signature=[_STRINGS])
     def serving_default(self, text):
-        return self.packer.pack([self.tokenizer.tokenize(text)])
+        return self.packer.pack([self.tokenize(text)])
 
     @tf.function(input_signature=[_STRINGS, _STRINGS])
     def serve_text_pair(self, text_a, text_b):
-        return self.packer.pack([self.tokenizer.tokenize(text_a), self.tokenizer.tokenize(text_b)])
+        return self.packer.pack([self.tokenize(text_a), self.tokenize(text_b)])
 
     def bert_pack_inputs(self, segments):
         return self.packer.pack(segments)
+
+
+def checked_strings(text: tf.Tensor) -> tf.Tensor:
+    """`text` after a run-time check that it is a vector of strings [batch]; the check names
+    the input. (A loaded signature does not check the rank it declares.)"""
+    return tf.ensure_shape(text, [None])
+
+
+def checked_ids(packed: dict[str, tf.Tensor], config) -> dict[str, tf.Tensor]:
+    """The int32 [batch, seq] id tensors after run-time checks, each naming the input:
+    rank 2, one shape for all, seq <= max_position_embeddings, input_ids in
+    [0, vocab_size), segment_ids in [0, type_vocab_size)."""
+    packed = {k: tf.ensure_shape(v, [None, None]) for k, v in packed.items()}
+    ids = packed["input_ids"]
+    checks = [tf.debugging.assert_equal(tf.shape(packed[k]), tf.shape(ids), message=(
+                  f"{k} must have the shape of input_ids [batch, seq]"))
+              for k in ("input_mask", "segment_ids")]
+    checks += [
+        tf.debugging.assert_less_equal(tf.shape(ids)[1], config.max_position_embeddings,
+                                       message="input_ids is longer than the model's "
+                                       f"max_position_embeddings ({config.max_position_embeddings})"),
+        tf.debugging.assert_non_negative(ids, message="input_ids must be >= 0"),
+        tf.debugging.assert_less(ids, config.vocab_size, message=(
+            f"input_ids must be < vocab_size ({config.vocab_size})")),
+        tf.debugging.assert_non_negative(packed["segment_ids"],
+                                         message="segment_ids must be >= 0"),
+        tf.debugging.assert_less(packed["segment_ids"], config.type_vocab_size, message=(
+            f"segment_ids must be < type_vocab_size ({config.type_vocab_size})"))]
+    with tf.control_dependencies(checks):
+        return {k: tf.identity(v) for k, v in packed.items()}
 
 
 class ServingModule(tf.Module):
     """A Keras BERT model plus its preprocessing, with named serving signatures."""
 
     def __init__(self, model: keras.Model, kind: str, vocab_file: str, do_lower_case: bool,
-                 seq_length: int, label_names: Sequence[str] | None = None, top_k: int = 5):
+                 seq_length: int, label_names: Sequence[str] | None = None, top_k: int = 5,
+                 pad_to_longest: bool = True, pad_multiple: int = 8,
+                 embed_pooling: str = "mean", embed_normalize: bool = False):
         super().__init__(name=f"bert_{kind}")
         if kind not in KINDS:
             raise ValueError(f"Unknown export kind {kind!r}; choose one of {KINDS}.")
+        if embed_pooling not in POOLINGS:
+            raise ValueError(f"embed_pooling must be one of {POOLINGS}, got {embed_pooling!r}.")
         self.model, self.kind, self.top_k = model, kind, top_k
-        self.preprocessing = PreprocessingModule(vocab_file, do_lower_case, seq_length)
+        self.embed_pooling, self.embed_normalize = embed_pooling, embed_normalize
+        self.bert_config = encoder_of(model).bert_config
+        self.preprocessing = PreprocessingModule(vocab_file, do_lower_case, seq_length,
+                                                 pad_to_longest, pad_multiple)
         names = list(label_names or [])
         self.label_names = tf.constant(names or [""], tf.string)
         self._has_label_names = bool(names)
@@ -115,6 +179,12 @@ class ServingModule(tf.Module):
     def _encoder_inputs(self, packed):
         return {k: tf.convert_to_tensor(packed[k], tf.int32)
                 for k in ("input_ids", "input_mask", "segment_ids")}
+
+    def _embed(self, text):
+        packed = self.preprocessing.serving_default(text)
+        out = self.model(self._encoder_inputs(packed), training=False)
+        return {"embedding": pool_tokens(out["sequence_output"], packed["input_mask"],
+                                         self.embed_pooling, self.embed_normalize)}
 
     def _run(self, packed):
         out = self.model(self._encoder_inputs(packed), training=False)
@@ -139,6 +209,7 @@ class ServingModule(tf.Module):
 
     def _fill_mask(self, text):
         tokenizer = self.preprocessing.tokenizer
+        text = checked_strings(text)
         # "[MASK]" is a literal in the input; the original rules would split it into
         # "[", "mask", "]", so the text is split on it and the mask id put back in between.
         pieces = tf.strings.split(text, "[MASK]")  # ragged [batch, (pieces)]
@@ -166,9 +237,21 @@ class ServingModule(tf.Module):
 
     # --- signatures --------------------------------------------------------------------------
     def _serve_ids(self, input_ids, input_mask, segment_ids, masked_lm_positions=None):
-        packed = {"input_ids": input_ids, "input_mask": input_mask, "segment_ids": segment_ids}
+        packed = checked_ids({"input_ids": input_ids, "input_mask": input_mask,
+                              "segment_ids": segment_ids}, self.bert_config)
         if self.kind != "fill_mask":
             return self._run(packed)
+        masked_lm_positions = tf.ensure_shape(masked_lm_positions, [None, None])
+        seq = tf.shape(packed["input_ids"])[1]
+        with tf.control_dependencies([
+                tf.debugging.assert_equal(tf.shape(masked_lm_positions)[0],
+                                          tf.shape(packed["input_ids"])[0], message=(
+                                              "masked_lm_positions must have input_ids' batch")),
+                tf.debugging.assert_non_negative(masked_lm_positions, message=(
+                    "masked_lm_positions must be >= 0")),
+                tf.debugging.assert_less(masked_lm_positions, seq, message=(
+                    "masked_lm_positions must be < the sequence length"))]):
+            masked_lm_positions = tf.identity(masked_lm_positions)
         out = self.model({**packed, "masked_lm_positions": masked_lm_positions}, training=False)
         return {"masked_lm_logits": out["masked_lm_logits"],
                 "next_sentence_logits": out["next_sentence_logits"]}
@@ -190,6 +273,9 @@ class ServingModule(tf.Module):
                 lambda text: self._run(pack.serving_default(text)),
                 input_signature=[spec("text")])
         signatures = {"serving_default": self.serving_default}
+        if self.kind == "encoder":
+            self.embed = tf.function(self._embed, input_signature=[spec("text")])
+            signatures["embed"] = self.embed
         if self.kind in ("classifier", "token_classifier", "encoder"):
             self.serve_text_pair = tf.function(
                 lambda text_a, text_b: self._run(pack.serve_text_pair(text_a, text_b)),
@@ -236,17 +322,24 @@ def kind_of(model: keras.Model) -> str:
 
 def export_model(model: keras.Model, export_dir: str, vocab_file: str, do_lower_case: bool,
                  seq_length: int = 128, label_names: Sequence[str] | None = None,
-                 kind: str | None = None, top_k: int = 5) -> str:
+                 kind: str | None = None, top_k: int = 5, pad_to_longest: bool = True,
+                 pad_multiple: int = 8, embed_pooling: str = "mean",
+                 embed_normalize: bool = False) -> str:
     """Writes `model` as a SavedModel with text and id signatures; returns export_dir.
 
+    pad_to_longest / pad_multiple: how the text signatures pad a request (module docstring).
+    embed_pooling / embed_normalize: the encoder's `embed` signature (bert_tf.sentence_embedding).
     The directory is written elsewhere first and renamed into place, so a failed export never
     leaves a half-written model behind.
     """
     kind = kind or kind_of(model)
     module = ServingModule(model, kind, vocab_file, do_lower_case, seq_length, label_names,
-                           top_k)
+                           top_k, pad_to_longest, pad_multiple, embed_pooling, embed_normalize)
     extra = {"kind": kind, "seq_length": seq_length, "do_lower_case": do_lower_case,
-             "label_names": list(label_names or [])}
+             "label_names": list(label_names or []),
+             "padding": f"longest, multiple of {pad_multiple}" if pad_to_longest else "seq_length"}
+    if kind == "encoder":
+        extra["embed"] = {"pooling": embed_pooling, "normalize": embed_normalize}
     _atomic_save(module, export_dir, module.signatures(), extra)
     _LOG.info("Exported %s to %s", kind, export_dir)
     return export_dir

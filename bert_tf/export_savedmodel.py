@@ -33,6 +33,13 @@ flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents (uncased 
 flags.DEFINE_integer("seq_length", 128, "Sequence length of the text signatures.")
 flags.DEFINE_string("export_dir", None, "Where the SavedModel goes (replaced atomically).")
 flags.DEFINE_string("preprocessing_export_dir", None, "Also write the preprocessing model here.")
+flags.DEFINE_bool("pad_to_longest", True, "Text signatures pad a request to its longest "
+                  "member (rounded up to --pad_multiple), not to --seq_length; the real tokens' "
+                  "outputs are the same.")
+flags.DEFINE_integer("pad_multiple", 8, "With --pad_to_longest: widths are multiples of this.")
+flags.DEFINE_enum("embed_pooling", "mean", ["cls", "mean", "max"], "--kind=encoder: how the "
+                  "`embed` signature pools the last layer into one vector per text.")
+flags.DEFINE_bool("embed_normalize", False, "--kind=encoder: L2-normalise `embed`'s vectors.")
 
 
 def build_from_checkpoint(kind: str, config: BertConfig, checkpoint: str,
@@ -66,7 +73,9 @@ def main(argv) -> None:
         model = build_from_checkpoint(kind, BertConfig.from_json_file(FLAGS.bert_config_file),
                                       FLAGS.checkpoint, FLAGS.num_classes)
     export.export_model(model, FLAGS.export_dir, FLAGS.vocab_file, FLAGS.do_lower_case,
-                        FLAGS.seq_length, FLAGS.label_names or None, kind)
+                        FLAGS.seq_length, FLAGS.label_names or None, kind,
+                        pad_to_longest=FLAGS.pad_to_longest, pad_multiple=FLAGS.pad_multiple,
+                        embed_pooling=FLAGS.embed_pooling, embed_normalize=FLAGS.embed_normalize)
     if FLAGS.preprocessing_export_dir:
         export.export_preprocessing(FLAGS.preprocessing_export_dir, FLAGS.vocab_file,
                                     FLAGS.do_lower_case, FLAGS.seq_length)

@@ -134,3 +134,87 @@ def test_export_script_from_keras_file(encoder, tmp_path):
     assert out["label_name"].numpy()[0] in (b"neg", b"pos")
     pre = tf.saved_model.load(str(tmp_path / "pre"))
     assert pre.signatures["serving_default"](text=tf.constant(["a"]))["input_ids"].shape == (1, 16)
+
+
+SHORT = ["a fine film", "dull", "it is what it is, and what it is is long enough to need more"]
+
+
+@pytest.mark.parametrize("kind", ["classifier", "token_classifier", "span_labeler", "encoder"])
+def test_text_signatures_pad_to_the_longest_request(kind, encoder):
+    model = _model(kind, encoder)
+    longest = export.ServingModule(model, kind, VOCAB, True, 64).signatures()
+    fixed = export.ServingModule(model, kind, VOCAB, True, 64,
+                                 pad_to_longest=False).signatures()
+    if kind == "span_labeler":
+        args = dict(question=tf.constant(SHORT[:2]), context=tf.constant(SHORT[1:]))
+    else:
+        args = dict(text=tf.constant(SHORT))
+    got, want = longest["serving_default"](**args), fixed["serving_default"](**args)
+    width = {"encoder": "input_mask"}.get(kind, "input_ids")
+    if kind == "classifier":
+        np.testing.assert_allclose(got["logits"], want["logits"], atol=1e-5)
+        np.testing.assert_array_equal(got["label"], want["label"])
+        single = longest["serving_default"](text=tf.constant(["dull"]))
+        np.testing.assert_allclose(single["logits"][0], want["logits"][1], atol=1e-5)
+        return
+    n = got[width].shape[1]
+    assert n % 8 == 0 and n < 64 and want[width].shape[1] == 64
+    for key, value in got.items():
+        if key == "pooled_output":
+            np.testing.assert_allclose(value, want[key], atol=1e-5)
+        elif value.dtype.is_floating:
+            np.testing.assert_allclose(value, want[key][:, :n], atol=1e-5, err_msg=key)
+        else:
+            np.testing.assert_array_equal(value, want[key][:, :n], err_msg=key)
+    if kind == "encoder":
+        embedded = longest["embed"](text=tf.constant(SHORT))["embedding"]
+        mask = tf.cast(want["input_mask"], tf.float32)[:, :, None]
+        mean = tf.reduce_sum(want["sequence_output"] * mask, 1) / tf.reduce_sum(mask, 1)
+        np.testing.assert_allclose(embedded, mean, atol=1e-5)
+
+
+def test_embed_signature_saved_and_normalised(encoder, tmp_path):
+    path = export.export_model(encoder, str(tmp_path / "e"), VOCAB, True, SEQ,
+                               embed_pooling="mean", embed_normalize=True)
+    loaded = tf.saved_model.load(path)
+    assert {"serving_default", "serve_text_pair", "serve_ids", "embed"} <= set(loaded.signatures)
+    out = loaded.signatures["embed"](text=tf.constant(SHORT + [""]))["embedding"].numpy()
+    assert out.shape == (len(SHORT) + 1, encoder.bert_config.hidden_size)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+
+
+def test_every_signature_names_a_wrong_input(encoder, tmp_path):
+    """Shape, range and rank errors name the input; a loaded signature does not check the
+    rank it declares, so the export checks at run time."""
+    loaded = {kind: tf.saved_model.load(export.export_model(
+        _model(kind, encoder), str(tmp_path / kind), VOCAB, True, SEQ))
+        for kind in ("classifier", "fill_mask")}
+    serve_ids = loaded["classifier"].signatures["serve_ids"]
+
+    def ids(input_ids, input_mask=None, segment_ids=None):
+        input_ids = tf.constant(input_ids, tf.int32)
+        return dict(input_ids=input_ids,
+                    input_mask=tf.ones_like(input_ids) if input_mask is None else
+                    tf.constant(input_mask, tf.int32),
+                    segment_ids=tf.zeros_like(input_ids) if segment_ids is None else
+                    tf.constant(segment_ids, tf.int32))
+
+    cases = [
+        (serve_ids, ids([101, 102], [[1, 1]], [[0, 0]]), "input_ids [2] is not compatible with expected shape [?,?]"),
+        (serve_ids, ids([[101, 5, 102]], input_mask=[[1, 1]]),
+         "input_mask must have the shape of input_ids"),
+        (serve_ids, ids([[101, 40000]]), "input_ids must be < vocab_size (30522)"),
+        (serve_ids, ids([[101, -1]]), "input_ids must be >= 0"),
+        (serve_ids, ids([[101, 102]], segment_ids=[[0, 2]]),
+         "segment_ids must be < type_vocab_size (2)"),
+        (serve_ids, ids(np.ones((1, 600), np.int32)), "max_position_embeddings (512)"),
+        (loaded["classifier"].signatures["serving_default"], dict(text=tf.constant([["a"]])),
+         "text [1,1] is not compatible with expected shape [?]"),
+        (loaded["fill_mask"].signatures["serve_ids"],
+         {**ids([[101, 103, 102]]), "masked_lm_positions": tf.constant([[5]])},
+         "masked_lm_positions must be < the sequence length"),
+    ]
+    for signature, args, message in cases:
+        with pytest.raises(tf.errors.InvalidArgumentError) as error:
+            signature(**args)
+        assert message in error.value.message, (message, error.value.message[:500])
