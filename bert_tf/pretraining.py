@@ -1,11 +1,15 @@
-"""The pretraining task: masked LM + next-sentence prediction, losses and metrics as the original."""
+"""The pretraining task: masked LM + next-sentence prediction, losses and metrics as the original.
+
+Two options beyond the original: `masking` (bert_tf/dynamic_masking.py) draws the masks in
+the input pipeline instead of reading them, and `nsp=False` trains the masked LM alone.
+"""
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
 from keras import ops
 
-from bert_tf import inputs, losses
+from bert_tf import dynamic_masking, inputs, losses
 from bert_tf.config import BertConfig
 from bert_tf.models import BertEncoder, BertPretrainer
 from bert_tf.task_base import Task
@@ -20,12 +24,21 @@ class PretrainingTask(Task):
     `masked_lm_loss` (weighted mean over masked positions), `next_sentence_accuracy`,
     `next_sentence_loss`. `full_last_layer` is passed to `BertPretrainer` (default: the last
     block runs on the rows the heads read only, 12-28% less CPU per step at tiny/mini).
+
+    masking: None reads the masks stored in the records (create_pretraining_data
+    --masking=static); a `dynamic_masking.MaskingOptions` draws them per batch instead (any
+    records; its max_predictions_per_seq is the one used). nsp=False: the loss is the
+    masked-LM loss alone, next_sentence_labels are not read (--task=none records have none),
+    eval reports only the masked-LM metrics, and the next-sentence head and the pooler (which
+    only that head reads) are frozen: they stay in the model and its checkpoints, untrained.
+    Records that lack what the settings need fail here, naming the flag and the file.
     """
 
     def __init__(self, bert_config: BertConfig, input_file: str, train_batch_size: int,
                  max_seq_length: int = 128, max_predictions_per_seq: int = 20,
                  eval_input_file: str | None = None, eval_batch_size: int = 8,
-                 seed: int = 12345, full_last_layer: bool = False):
+                 seed: int = 12345, full_last_layer: bool = False,
+                 masking: dynamic_masking.MaskingOptions | None = None, nsp: bool = True):
         if max_seq_length > bert_config.max_position_embeddings:
             raise ValueError(f"max_seq_length ({max_seq_length}) exceeds the model's "
                              f"max_position_embeddings ({bert_config.max_position_embeddings}).")
@@ -38,16 +51,35 @@ class PretrainingTask(Task):
         self.max_predictions_per_seq = max_predictions_per_seq
         self.seed = seed
         self.full_last_layer = full_last_layer
-        inputs.list_files(input_file, "input_file")  # fail fast, before building a model
-        if eval_input_file:
-            inputs.list_files(eval_input_file, "eval_input_file")
+        self.masking = masking
+        self.nsp = nsp
+        if masking is not None:
+            self.max_predictions_per_seq = masking.max_predictions_per_seq
+        # Fail fast, before building a model.
+        for files, flag in ((input_file, "input_file"), (eval_input_file, "eval_input_file")):
+            if files:
+                dynamic_masking.check_records(inputs.list_files(files, flag), flag,
+                                              masking is not None, nsp)
 
     def build_model(self, dtype: str) -> keras.Model:
-        return BertPretrainer(BertEncoder.from_bert_config(self.bert_config, dtype=dtype),
-                              full_last_layer=self.full_last_layer)
+        model = BertPretrainer(BertEncoder.from_bert_config(self.bert_config, dtype=dtype),
+                               full_last_layer=self.full_last_layer)
+        if not self.nsp:  # no loss reaches them: untrainable instead of None gradients
+            model.next_sentence_head.trainable = False
+            model.encoder.pooler.trainable = False
+        return model
+
+    def _dataset(self, input_file, batch, is_training, input_context, skip_batches=0,
+                 flag_name="input_file"):
+        return dynamic_masking.dynamic_pretraining_dataset(
+            input_file, batch, self.max_seq_length, self.masking, is_training,
+            next_sentence=self.nsp, input_context=input_context, skip_batches=skip_batches,
+            seed=self.seed, flag_name=flag_name)
 
     def train_dataset(self, input_context, skip_batches: int) -> tf.data.Dataset:
         batch = input_context.get_per_replica_batch_size(self.train_batch_size)
+        if self.masking is not None:
+            return self._dataset(self.input_file, batch, True, input_context, skip_batches)
         return inputs.pretraining_dataset(
             self.input_file, batch, self.max_seq_length, self.max_predictions_per_seq,
             is_training=True, input_context=input_context, skip_batches=skip_batches,
@@ -64,6 +96,9 @@ class PretrainingTask(Task):
         if not self.eval_input_file:
             return None
         batch = input_context.get_per_replica_batch_size(self.eval_batch_size)
+        if self.masking is not None:
+            return self._dataset(self.eval_input_file, batch, False, input_context,
+                                 flag_name="eval_input_file")
         return inputs.pretraining_dataset(
             self.eval_input_file, batch, self.max_seq_length, self.max_predictions_per_seq,
             is_training=False, input_context=input_context, flag_name="eval_input_file")
@@ -75,6 +110,8 @@ class PretrainingTask(Task):
         out = self._forward(model, batch, training)
         mlm = losses.masked_lm_loss(out["masked_lm_logits"], batch["masked_lm_ids"],
                                     batch["masked_lm_weights"])
+        if not self.nsp:
+            return mlm, {"masked_lm_loss": mlm}
         nsp = losses.next_sentence_loss(out["next_sentence_logits"],
                                         batch["next_sentence_labels"])
         return mlm + nsp, {"masked_lm_loss": mlm, "next_sentence_loss": nsp}
@@ -88,21 +125,25 @@ class PretrainingTask(Task):
         nll = -ops.squeeze(ops.take_along_axis(log_probs, ops.expand_dims(ids, -1), -1), -1)
         mlm_correct = ops.cast(ops.equal(ops.argmax(mlm_logits, -1), ops.cast(ids, "int64")),
                                "float32")
+        totals = {"mlm_weight": ops.sum(weights), "mlm_nll": ops.sum(nll * weights),
+                  "mlm_correct": ops.sum(mlm_correct * weights)}
+        if not self.nsp:
+            return totals
         nsp_logits = ops.cast(out["next_sentence_logits"], "float32")
         labels = ops.reshape(batch["next_sentence_labels"], (-1,))
         nsp_nll = -ops.squeeze(ops.take_along_axis(ops.log_softmax(nsp_logits, -1),
                                                    ops.expand_dims(labels, -1), -1), -1)
         nsp_correct = ops.cast(ops.equal(ops.argmax(nsp_logits, -1),
                                          ops.cast(labels, "int64")), "float32")
-        return {"mlm_weight": ops.sum(weights), "mlm_nll": ops.sum(nll * weights),
-                "mlm_correct": ops.sum(mlm_correct * weights),
-                "nsp_count": ops.cast(ops.shape(labels)[0], "float32"),
+        return {**totals, "nsp_count": ops.cast(ops.shape(labels)[0], "float32"),
                 "nsp_nll": ops.sum(nsp_nll), "nsp_correct": ops.sum(nsp_correct)}
 
     def finalize_eval(self, totals):
         weight = max(totals.get("mlm_weight", 0.0), 1e-5)
         count = max(totals.get("nsp_count", 0.0), 1.0)
-        return {"masked_lm_accuracy": totals.get("mlm_correct", 0.0) / weight,
-                "masked_lm_loss": totals.get("mlm_nll", 0.0) / weight,
-                "next_sentence_accuracy": totals.get("nsp_correct", 0.0) / count,
+        mlm = {"masked_lm_accuracy": totals.get("mlm_correct", 0.0) / weight,
+               "masked_lm_loss": totals.get("mlm_nll", 0.0) / weight}
+        if not self.nsp:
+            return mlm
+        return {**mlm, "next_sentence_accuracy": totals.get("nsp_correct", 0.0) / count,
                 "next_sentence_loss": totals.get("nsp_nll", 0.0) / count}
