@@ -9,7 +9,11 @@ Every contender turns a batch of real sentences into two-class logits, with toke
   ours/savedmodel       `bert_tf.export.export_model` of a `BertClassifier`, written to a temp
                         dir, loaded back with `tf.saved_model.load`, called through its
                         `serving_default` signature (`text` in; `logits`, `probabilities`,
-                        `label` out), as a Python client of the SavedModel would.
+                        `label` out), as a Python client of the SavedModel would. The
+                        export's default padding: each batch to its longest sentence (a
+                        multiple of 8, at most --seq).
+  ours/savedmodel-fixed the same export with `pad_to_longest=False`: every batch padded to
+                        --seq, as keras-hub's preprocessor does.
   keras_hub/tf.function `keras_hub.models.BertTextClassifier` with its
                         `BertTextClassifierPreprocessor` (BertTokenizer on the same vocab
                         file, lowercase; --keras_hub_strip_accents adds strip_accents=True,
@@ -60,7 +64,8 @@ UNICODE_PROBES = [
     "ΟΔΥΣΣΕΥΣ", "a\x00b\x07c", "İstanbul", "ﬁne ligature", "“quoted” — dash…",
     "line\u00a0break", "x\u2028y", "Ⅻ ①", "日本語 text", "emoji 😀 ok",
 ]
-TEXT = ("ours/savedmodel", "keras_hub/tf.function", "keras_hub/savedmodel")
+TEXT = ("ours/savedmodel", "ours/savedmodel-fixed", "keras_hub/tf.function",
+        "keras_hub/savedmodel")
 REFERENCE = ("ours/savedmodel-ids", "ours/encoder-ids", "keras_hub/model-ids",
              "ours/tokenize", "keras_hub/tokenize")
 
@@ -149,7 +154,7 @@ def _runner(fn, batches: list, calls: int, keep: list):
     return run
 
 
-def build_ours(size: str, dtype: str, seq: int, workdir: str):
+def build_ours(size: str, dtype: str, seq: int, workdir: str, pad_to_longest: bool = True):
     """(classifier, loaded SavedModel); the export is written under `workdir`."""
     import bert_tf
     from bert_tf.config import BertConfig
@@ -158,8 +163,9 @@ def build_ours(size: str, dtype: str, seq: int, workdir: str):
     encoder = bert_tf.BertEncoder.from_bert_config(
         BertConfig.from_preset(size, vocab_size=vocab_size()), dtype=dtype)
     model = bert_tf.BertClassifier(encoder, num_classes=2)
-    export_dir = os.path.join(workdir, f"ours-{size}-{dtype}")
-    export_model(model, export_dir, VOCAB_FILE, do_lower_case=True, seq_length=seq)
+    export_dir = os.path.join(workdir, f"ours-{size}-{dtype}-{pad_to_longest}")
+    export_model(model, export_dir, VOCAB_FILE, do_lower_case=True, seq_length=seq,
+                 pad_to_longest=pad_to_longest)
     return model, tf.saved_model.load(export_dir)
 
 
@@ -225,6 +231,19 @@ def contenders_for(size: str, dtype: str, args, text_batches: list, id_batches: 
     keep += [model, loaded, ours_pre]
 
     add("ours/savedmodel", lambda: (lambda t: text_sig(text=t), text))
+
+    def fixed():
+        # The same weights: export the classifier that build_ours made, padding to --seq.
+        from bert_tf.export import export_model
+        export_dir = os.path.join(workdir, f"ours-{size}-{dtype}-fixed")
+        export_model(model, export_dir, VOCAB_FILE, do_lower_case=True, seq_length=args.seq,
+                     pad_to_longest=False)
+        loaded_fixed = tf.saved_model.load(export_dir)
+        keep.append(loaded_fixed)
+        sig = loaded_fixed.signatures["serving_default"]
+        return (lambda t: sig(text=t)), text
+
+    add("ours/savedmodel-fixed", fixed)
     add("ours/savedmodel-ids", lambda: (lambda b: ids_sig(**b), ids))
     add("ours/encoder-ids", lambda: (encoder_ids, ids))
     add("ours/tokenize", lambda: (ours_pre.serving_default, text))
@@ -336,7 +355,8 @@ def main(argv=None) -> int:
                 return c if c is not None and c.error is None and c.times else None
 
             ours = ok("ours/savedmodel")
-            for peer_name in ("keras_hub/tf.function", "keras_hub/savedmodel"):
+            for peer_name in ("ours/savedmodel-fixed", "keras_hub/tf.function",
+                              "keras_hub/savedmodel"):
                 peer = ok(peer_name)
                 if ours and peer:
                     summary.append([size, dtype, peer_name, f"{ours.rate:.1f}",
@@ -364,9 +384,9 @@ def main(argv=None) -> int:
                        ["config", "dtype", "side", "what"] + common.timing_columns("sent", "call"),
                        rows)
     if summary:
-        common.print_table("ours/savedmodel vs keras-hub (strings in)",
-                           ["config", "dtype", "keras-hub as", "ours sent/s", "keras-hub sent/s",
-                            "ours/keras-hub (median)", "keras-hub/ours (cpu time)"], summary)
+        common.print_table("ours/savedmodel vs the fixed-length export and keras-hub (strings in)",
+                           ["config", "dtype", "baseline", "ours sent/s", "baseline sent/s",
+                            "ours/baseline (median)", "baseline/ours (cpu time)"], summary)
     if costs:
         common.print_table("What the strings cost (ms per call, wall median / cpu median)",
                            ["config", "dtype", "text vs ids", "text", "ids",
