@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from bert_tf import losses, metrics
+from bert_tf import bucketing, losses, metrics
 from bert_tf.config import BertConfig
 from bert_tf.models import INPUT_NAMES, BertClassifier, BertEncoder
 from bert_tf.task_base import FeatureFileTask
@@ -24,8 +24,9 @@ from data_prep.classifier_features import parse_classifier_examples
 class ClassificationTask(FeatureFileTask):
     """Fine-tunes `BertClassifier` (num_classes = 1: regression).
 
-    Batches: int32 `input_ids, input_mask, segment_ids` [batch, max_seq_length], `label_ids`
-    [batch] (int32; float32 for regression), int32 `is_real_example` [batch].
+    Batches: int32 `input_ids, input_mask, segment_ids` [batch, max_seq_length] (with
+    `bucket_lengths`: [batch, bucket length], see `bert_tf.bucketing`), `label_ids` [batch]
+    (int32; float32 for regression), int32 `is_real_example` [batch].
     Eval metrics: `eval_loss` and `eval_<name>` for each of `metric_names` (see
     `bert_tf.metrics.METRICS`), over real examples only.
     """
@@ -33,7 +34,8 @@ class ClassificationTask(FeatureFileTask):
     def __init__(self, bert_config: BertConfig, num_classes: int, max_seq_length: int,
                  train_batch_size: int = 32, eval_batch_size: int = 8,
                  train_file: str | None = None, eval_file: str | None = None,
-                 metric_names: Sequence[str] = ("accuracy",), seed: int = 12345):
+                 metric_names: Sequence[str] = ("accuracy",), seed: int = 12345,
+                 bucket_lengths: Sequence[int] | None = None):
         if max_seq_length > bert_config.max_position_embeddings:
             raise ValueError(f"max_seq_length ({max_seq_length}) exceeds the model's "
                              f"max_position_embeddings ({bert_config.max_position_embeddings}).")
@@ -49,6 +51,7 @@ class ClassificationTask(FeatureFileTask):
         self.eval_file = eval_file
         self.metric_names = tuple(metric_names)
         self.seed = seed
+        self.bucket_lengths = tuple(bucket_lengths) if bucket_lengths else None
 
     @property
     def is_regression(self) -> bool:
@@ -72,8 +75,9 @@ class ClassificationTask(FeatureFileTask):
     def eval_step(self, model, batch):
         # Per-example outputs: the loop gathers them over the whole eval set.
         logits = model({k: batch[k] for k in INPUT_NAMES}, training=False)["logits"]
-        return {"logits": logits, "label_ids": batch["label_ids"],
-                "is_real_example": batch["is_real_example"]}
+        return bucketing.with_example_index(batch, {
+            "logits": logits, "label_ids": batch["label_ids"],
+            "is_real_example": batch["is_real_example"]})
 
     def finalize_eval(self, totals):
         return evaluate_logits(totals["logits"], totals["label_ids"],
@@ -107,17 +111,21 @@ def evaluate_logits(logits: np.ndarray, label_ids: np.ndarray, is_real_example: 
 
 def predict(model: keras.Model, dataset: tf.data.Dataset) -> dict[str, np.ndarray]:
     """Runs `model` over every batch: float32 `logits` [n, num_classes], `label_ids` [n] and
-    `is_real_example` [n] (padding rows included; drop them with is_real_example)."""
-    @tf.function
+    `is_real_example` [n] (padding rows included; drop them with is_real_example), in file
+    order also when the batches are length-bucketed."""
+    # reduce_retracing: bucketed batches come in a few lengths; one trace serves them all.
+    @tf.function(reduce_retracing=True)
     def forward(batch):
         return model({k: batch[k] for k in INPUT_NAMES}, training=False)["logits"]
 
     parts: dict[str, list[np.ndarray]] = {"logits": [], "label_ids": [], "is_real_example": []}
     for batch in dataset:
         parts["logits"].append(forward(batch).numpy())
-        parts["label_ids"].append(batch["label_ids"].numpy())
-        parts["is_real_example"].append(batch["is_real_example"].numpy())
-    return {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in parts.items()}
+        for key in ("label_ids", "is_real_example", bucketing.EXAMPLE_INDEX):
+            if key in batch:
+                parts.setdefault(key, []).append(batch[key].numpy())
+    return bucketing.restore_order(
+        {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in parts.items()})
 
 
 def output_probabilities(logits: np.ndarray, regression: bool) -> np.ndarray:

@@ -35,6 +35,7 @@ from data_prep import command, glue
 FLAGS = flags.FLAGS
 
 script_flags.define_model_flags()
+script_flags.define_bucketing_flags()
 script_flags.define_training_flags(learning_rate=5e-5, train_batch_size=32, eval_batch_size=8,
                                    num_train_steps=None, num_warmup_steps=None)
 # The original evaluates the whole dev set; GLUE scores are meaningless on a part of it.
@@ -139,7 +140,8 @@ def main(argv) -> None:
     cls_task = ClassificationTask(
         config, task.num_classes, FLAGS.max_seq_length, batch, FLAGS.eval_batch_size,
         train_file=train.path if train else None, eval_file=dev.path if dev else None,
-        metric_names=task.metrics, seed=FLAGS.seed)
+        metric_names=task.metrics, seed=FLAGS.seed,
+        bucket_lengths=script_flags.bucket_lengths_from_flags(FLAGS, FLAGS.max_seq_length))
     args = script_flags.training_args_from_flags(
         FLAGS, num_train_steps, do_train, do_eval, eval_every_steps=eval_every,
         best_metric=best_metric, best_metric_mode=FLAGS.best_metric_mode)

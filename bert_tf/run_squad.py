@@ -40,6 +40,7 @@ from data_prep import command, squad
 FLAGS = flags.FLAGS
 
 script_flags.define_model_flags()
+script_flags.define_bucketing_flags()
 script_flags.define_training_flags(learning_rate=3e-5, train_batch_size=12, eval_batch_size=8,
                                    num_train_steps=None, num_warmup_steps=None)
 FLAGS.set_default("do_eval", False)  # --do_predict is the original's switch
@@ -175,7 +176,8 @@ def main(argv) -> None:
         config, FLAGS.max_seq_length, batch, FLAGS.predict_batch_size,
         train_file=train.path if train else None, eval_file=predict.path if predict else None,
         evaluate_fn=_evaluate_fn(predict, output_dir, chief) if predict else None,
-        seed=FLAGS.seed)
+        seed=FLAGS.seed,
+        bucket_lengths=script_flags.bucket_lengths_from_flags(FLAGS, FLAGS.max_seq_length))
     args = script_flags.training_args_from_flags(
         FLAGS, num_train_steps, do_train, do_predict, max_eval_steps=None,
         eval_every_steps=eval_every,

@@ -15,7 +15,6 @@ import logging
 import os
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
@@ -28,6 +27,7 @@ from data_prep.tokenization import FullTokenizer
 FLAGS = flags.FLAGS
 
 script_flags.define_model_flags()
+script_flags.define_bucketing_flags()
 script_flags.define_training_flags(learning_rate=5e-5, train_batch_size=32, eval_batch_size=8,
                                    num_train_steps=None, num_warmup_steps=None)
 FLAGS.set_default("max_eval_steps", 0)
@@ -103,7 +103,8 @@ def main(argv) -> None:
     num_warmup_steps = (FLAGS.num_warmup_steps if FLAGS.num_warmup_steps is not None
                         else int(num_train_steps * FLAGS.warmup_proportion))
     task = TaggingTask(config, labels, FLAGS.max_seq_length, batch, FLAGS.eval_batch_size,
-                       train_file, eval_file, FLAGS.seed)
+                       train_file, eval_file, FLAGS.seed,
+                       script_flags.bucket_lengths_from_flags(FLAGS, FLAGS.max_seq_length))
     eval_every = FLAGS.eval_every_steps or (
         max(len(train_sentences) // batch, 1) if FLAGS.eval_every_epoch else None)
     args = script_flags.training_args_from_flags(
@@ -132,15 +133,9 @@ def main(argv) -> None:
         if FLAGS.do_predict:
             path, sentences = _features("predict", FLAGS.predict_file, tokenizer, labels,
                                         output_dir)
-            forward = tf.function(lambda b: model({k: b[k] for k in ("input_ids", "input_mask",
-                                                                     "segment_ids")})["logits"])
-            preds, gold, weights = [], [], []
-            for b in task.dataset(path, FLAGS.eval_batch_size, False):
-                preds.append(np.argmax(forward(b).numpy(), -1))
-                gold.append(b["label_ids"].numpy())
-                weights.append(b["label_weights"].numpy())
-            _, predicted = task.word_tags(np.concatenate(gold), np.concatenate(preds),
-                                          np.concatenate(weights))
+            out = task.predict(model, task.dataset(path, FLAGS.eval_batch_size, False))
+            _, predicted = task.word_tags(out["label_ids"], out["predictions"],
+                                          out["label_weights"])
             cut = _write_predictions(os.path.join(output_dir, "predictions.txt"), sentences,
                                      predicted)
             if cut:

@@ -11,7 +11,7 @@ from typing import Callable
 import keras
 from absl import app, flags
 
-from bert_tf import cpu_allocator, distribute, training
+from bert_tf import bucketing, cpu_allocator, distribute, training
 from bert_tf.config import PRESETS, BertConfig
 from bert_tf.init_checkpoint import init_from_checkpoint
 from bert_tf.optimization import OPTIMIZERS, create_optimizer
@@ -136,3 +136,39 @@ def save_keras(model: keras.Model, path: str) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
     logging.info("Saved %s.", path)
+
+
+def define_bucketing_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """--length_bucketing and --bucket_boundaries (fine-tuning scripts; bert_tf/bucketing.py)."""
+    flags.DEFINE_bool("length_bucketing", True, "Pad each batch only to its bucket's length "
+                      "(the smallest --bucket_boundaries length that holds its longest "
+                      "example; training groups examples of similar length within a shuffle "
+                      "window) instead of to --max_seq_length. Same eval results either way.",
+                      flag_values=flag_values)
+    flags.DEFINE_string("bucket_boundaries", None, "Comma-separated bucket lengths for "
+                        "--length_bucketing, e.g. 32,64,128 (--max_seq_length is added). "
+                        "Default: multiples of 16 up to 128, then of 64.",
+                        flag_values=flag_values)
+
+
+def bucket_lengths_from_flags(values: flags.FlagValues,
+                              max_seq_length: int) -> tuple[int, ...] | None:
+    """The bucket lengths the flags ask for; None (fixed length) without --length_bucketing.
+
+    On TPUs batches keep max_seq_length: TPUStrategy wants one static shape per input.
+    """
+    if not values.length_bucketing:
+        return None
+    if values.distribution_strategy == "tpu":
+        if values["length_bucketing"].present:
+            raise app.UsageError("--length_bucketing is not supported with "
+                                 "--distribution_strategy=tpu (static shapes).")
+        logging.info("TPU: length bucketing off (batches keep --max_seq_length).")
+        return None
+    try:
+        lengths = bucketing.parse_bucket_lengths(values.bucket_boundaries, max_seq_length)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+    logging.info("Length bucketing: %s (--length_bucketing=false pads every batch to %d).",
+                 lengths, max_seq_length)
+    return lengths

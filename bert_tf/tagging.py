@@ -10,9 +10,10 @@ from typing import Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
-from bert_tf import metrics
+from bert_tf import bucketing, metrics
 from bert_tf.config import BertConfig
 from bert_tf.models import INPUT_NAMES, BertEncoder, BertTokenClassifier
 from bert_tf.task_base import FeatureFileTask
@@ -23,13 +24,14 @@ class TaggingTask(FeatureFileTask):
     """Fine-tunes `BertTokenClassifier` with `labels` (tag names in id order).
 
     Batches: int32 `input_ids, input_mask, segment_ids, label_ids` and float32
-    `label_weights`, all [batch, max_seq_length].
+    `label_weights`, all [batch, max_seq_length] (with `bucket_lengths`: [batch, bucket
+    length], see `bert_tf.bucketing`).
     """
 
     def __init__(self, bert_config: BertConfig, labels: Sequence[str], max_seq_length: int,
                  train_batch_size: int = 32, eval_batch_size: int = 8,
                  train_file: str | None = None, eval_file: str | None = None,
-                 seed: int = 12345):
+                 seed: int = 12345, bucket_lengths: Sequence[int] | None = None):
         if max_seq_length > bert_config.max_position_embeddings:
             raise ValueError(f"max_seq_length ({max_seq_length}) exceeds the model's "
                              f"max_position_embeddings ({bert_config.max_position_embeddings}).")
@@ -41,6 +43,7 @@ class TaggingTask(FeatureFileTask):
         self.train_file = train_file
         self.eval_file = eval_file
         self.seed = seed
+        self.bucket_lengths = tuple(bucket_lengths) if bucket_lengths else None
 
     def build_model(self, dtype: str) -> keras.Model:
         return BertTokenClassifier(BertEncoder.from_bert_config(self.bert_config, dtype=dtype),
@@ -64,8 +67,27 @@ class TaggingTask(FeatureFileTask):
 
     def eval_step(self, model, batch):
         logits = model({k: batch[k] for k in INPUT_NAMES}, training=False)["logits"]
-        return {"predictions": ops.cast(ops.argmax(logits, -1), "int32"),
-                "label_ids": batch["label_ids"], "label_weights": batch["label_weights"]}
+        # Back to max_seq_length (zeros: weight 0, no word), so bucketed batches concatenate.
+        width = self.max_seq_length
+        return bucketing.with_example_index(batch, {
+            "predictions": bucketing.pad_to_length(ops.cast(ops.argmax(logits, -1), "int32"),
+                                                   width),
+            "label_ids": bucketing.pad_to_length(batch["label_ids"], width),
+            "label_weights": bucketing.pad_to_length(batch["label_weights"], width)})
+
+    def predict(self, model: keras.Model, dataset: tf.data.Dataset) -> dict[str, np.ndarray]:
+        """`eval_step` over every batch of `dataset`, in file order: int32 `predictions`,
+        `label_ids` and float32 `label_weights`, each [n, max_seq_length]."""
+        step = tf.function(lambda batch: self.eval_step(model, batch), reduce_retracing=True)
+        parts: dict[str, list[np.ndarray]] = {}
+        for batch in dataset:
+            for key, value in step(batch).items():
+                parts.setdefault(key, []).append(value.numpy())
+        if not parts:
+            empty = np.zeros((0, self.max_seq_length))
+            return {"predictions": empty.astype(np.int32), "label_ids": empty.astype(np.int32),
+                    "label_weights": empty.astype(np.float32)}
+        return bucketing.restore_order({k: np.concatenate(v) for k, v in parts.items()})
 
     def finalize_eval(self, totals):
         gold, pred = self.word_tags(totals["label_ids"], totals["predictions"],

@@ -6,7 +6,7 @@ import abc
 import keras
 import tensorflow as tf
 
-from bert_tf import inputs
+from bert_tf import bucketing, inputs
 
 
 class Task(abc.ABC):
@@ -60,16 +60,23 @@ class Task(abc.ABC):
 class FeatureFileTask(Task):
     """A fine-tuning task that reads one TFRecord of features for training and one for eval.
 
-    Subclasses set `train_file`, `eval_file`, `train_batch_size`, `eval_batch_size` and `seed`
-    in their `__init__` and implement `parse` ([batch] serialized Examples -> dict of tensors).
-    `eval_flag` names the eval file's flag in error messages.
+    Subclasses set `train_file`, `eval_file`, `train_batch_size`, `eval_batch_size`,
+    `max_seq_length` and `seed` in their `__init__` and implement `parse` ([batch] serialized
+    Examples -> dict of tensors). `eval_flag` names the eval file's flag in error messages.
+    `bucket_lengths` (None: every batch at max_seq_length) turns on length bucketing
+    (`bert_tf.bucketing`): sequence features come [batch, bucket length], and eval batches
+    carry `example_index`, which `eval_step` passes on (`bucketing.with_example_index`) so the
+    loop can put the outputs back in file order; sequence outputs must be padded back to
+    max_seq_length (`bucketing.pad_to_length`).
     """
 
     train_file: str | None
     eval_file: str | None
     train_batch_size: int
     eval_batch_size: int
+    max_seq_length: int
     seed: int
+    bucket_lengths: tuple[int, ...] | None = None
     eval_flag = "eval_file"
 
     @abc.abstractmethod
@@ -78,10 +85,16 @@ class FeatureFileTask(Task):
 
     def dataset(self, file: str, batch_size: int, is_training: bool, input_context=None,
                 skip_batches: int = 0) -> tf.data.Dataset:
-        """Parsed batches of a feature TFRecord (training: shuffled, repeated, full batches)."""
+        """Parsed batches of a feature TFRecord (training: shuffled, repeated, full batches),
+        length-bucketed when `bucket_lengths` is set."""
         flag = "train_file" if is_training else self.eval_flag
-        return inputs.record_dataset(inputs.list_files(file, flag), batch_size, is_training,
-                                     self.parse, input_context, skip_batches, self.seed)
+        files = inputs.list_files(file, flag)
+        if self.bucket_lengths:
+            return bucketing.bucketed_record_dataset(
+                files, batch_size, is_training, self.parse, self.max_seq_length,
+                self.bucket_lengths, input_context, skip_batches, self.seed)
+        return inputs.record_dataset(files, batch_size, is_training, self.parse, input_context,
+                                     skip_batches, self.seed)
 
     def train_dataset(self, input_context, skip_batches: int) -> tf.data.Dataset:
         if not self.train_file:

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import cpu_allocator, distribute, inputs
+from bert_tf import bucketing, cpu_allocator, distribute, inputs
 from bert_tf.task_base import Task
 from data_prep.atomic_io import write_text
 
@@ -323,7 +323,9 @@ class Trainer:
                 return strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
             return strategy.gather(value, axis=0)
 
-        @tf.function
+        # reduce_retracing: length-bucketed batches come in a few sequence lengths (and a
+        # short last batch); after the second shape one trace with unknown dims serves all.
+        @tf.function(reduce_retracing=True)
         def eval_step(batch):
             out = strategy.run(self.task.eval_step, args=(self.model, batch))
             return {k: combine(v) for k, v in out.items()}
@@ -352,6 +354,8 @@ class Trainer:
                 else:
                     per_example.setdefault(k, []).append(v.numpy())
         totals.update({k: np.concatenate(v) for k, v in per_example.items()})
+        # Length-bucketed eval batches are grouped by length: back to file order.
+        totals = bucketing.restore_order(totals)
         metrics = self.task.finalize_eval(totals)
         metrics["global_step"] = self.step
         _LOG.info("eval at step %d: %s", self.step,

@@ -12,7 +12,8 @@ class PositionEmbedding(keras.layers.Layer):
     Input: any tensor [batch, seq_len, ...] (only its shape is used).
     Output: float [1, seq_len, hidden_size] in the compute dtype, broadcastable onto the batch.
     The table has `max_position_embeddings` rows, so a model pretrained at 128 can continue at
-    512 (BERT's phase 2) with the same weights.
+    512 (BERT's phase 2) with the same weights, and one model takes batches of any length up
+    to it (length bucketing); a longer static length is a ValueError.
     """
 
     def __init__(self, max_position_embeddings: int, hidden_size: int,
@@ -29,6 +30,11 @@ class PositionEmbedding(keras.layers.Layer):
 
     def call(self, inputs):
         seq_len = ops.shape(inputs)[1]
+        # Any length up to the table's rows works (length-bucketed batches use several);
+        # beyond it the slice would silently come out short and fail later in a broadcast.
+        if isinstance(seq_len, int) and seq_len > self.max_position_embeddings:
+            raise ValueError(f"Sequence length {seq_len} exceeds max_position_embeddings "
+                             f"({self.max_position_embeddings}).")
         table = ops.cast(self.embeddings, self.compute_dtype)
         return ops.expand_dims(table[:seq_len], 0)
 
