@@ -41,12 +41,18 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
-from data_prep import command
+from data_prep import atomic_io, command
 from data_prep import create_pretraining_data as cpd
 
 
 def build_shard(job: cpd.ShardJob) -> tuple[dict, bool]:
-    """(manifest, skipped): process_shard(job), or the manifest of the finished shard."""
+    """(manifest, skipped): process_shard(job), or the manifest of the finished shard.
+
+    First removes the temporaries of this shard that dead writers on this host left (a killed
+    run's); the worker that owns the shard is the one that can check their writers.
+    """
+    for stale in atomic_io.remove_stale_temporaries(job.output_file):
+        logging.info("removed %s, left by a killed run", stale)
     finished = cpd._finished_manifest(job)
     if finished is not None:
         logging.info("shard %d already finished (%s), skipping it", job.index, job.output_file)
