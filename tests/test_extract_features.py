@@ -316,3 +316,20 @@ def test_minilm_mean_pooled_embeddings_equal_a_numpy_reference(tmp_path):
     similarity = got @ got.T
     # Paraphrases are closer than unrelated sentences.
     assert similarity[0, 1] > 0.6 > max(similarity[0, 2], similarity[1, 2])
+
+
+def test_tf1_checkpoint_with_its_config_beside_it(model_file, input_file, tmp_path):
+    """An original-format checkpoint, --bert_config_file left out: the bert_config.json
+    beside it is used."""
+    from bert_tf.checkpoints.tf1 import save_tf1_checkpoint
+    _, encoder = model_file
+    prefix = save_tf1_checkpoint(encoder, str(tmp_path / "tf1" / "bert_model.ckpt"))
+    encoder.bert_config.to_json_file(str(tmp_path / "tf1" / "bert_config.json"))
+    out = tmp_path / "cls.npy"
+    done = _run(f"--input_file={input_file}", f"--output_file={out}", f"--vocab_file={VOCAB}",
+                f"--init_checkpoint={prefix}", "--pooling=cls", "--max_seq_length=32")
+    assert done.returncode == 0, done.stderr[-3000:]
+    tokenizer = FullTokenizer(VOCAB, True)
+    features = [fe.example_features(e, tokenizer, 32) for e in fe.read_examples(input_file)]
+    layers, _ = _fixed_length_layers(encoder, features, 32)
+    np.testing.assert_allclose(np.load(out), layers[-1][:, 0], atol=2e-5)
