@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 from tensorflow_text.tools.wordpiece_vocab import (
     wordpiece_tokenizer_learner_lib as learner)
 
-from data_prep import tokenization
+from data_prep import sentences, tokenization
 from data_prep.atomic_io import write_text
 
 RESERVED_TOKENS = tokenization.RESERVED_TOKENS
@@ -36,19 +36,17 @@ def expand_patterns(patterns: Iterable[str]) -> list[str]:
 
 
 def count_words(files: Sequence[str], do_lower_case: bool,
-                max_lines: int | None = None) -> collections.Counter:
+                max_lines: int | None = None, invalid_utf8: str = "error") -> collections.Counter:
     """Word -> count over `files` (UTF-8, one text per line) with BERT rules.
 
-    `max_lines` caps the lines read per file (None: all).
+    `max_lines` caps the lines read per file (None: all). invalid_utf8: the policy of
+    data_prep.sentences (error: ValueError naming file and line; replace: U+FFFD + warning).
     """
     basic = tokenization.BasicTokenizer(do_lower_case)
     counts: collections.Counter = collections.Counter()
     for path in files:
-        with open(path, encoding="utf-8", errors="ignore") as f:
-            for line_no, line in enumerate(f):
-                if max_lines is not None and line_no >= max_lines:
-                    break
-                counts.update(basic.tokenize(line))
+        for line in sentences.read_lines(path, invalid_utf8, max_lines):
+            counts.update(basic.tokenize(line))
     return counts
 
 
@@ -67,7 +65,7 @@ def build_vocab(input_files: Sequence[str], vocab_size: int,
                 reserved_tokens: Sequence[str] = RESERVED_TOKENS,
                 max_unique_chars: int = 1000, max_token_length: int = 50,
                 num_iterations: int = 4, lower_thresh: int = 10,
-                max_lines: int | None = None) -> list[str]:
+                max_lines: int | None = None, invalid_utf8: str = "error") -> list[str]:
     """Learns a WordPiece vocab (list of tokens; index = id).
 
     Args:
@@ -84,6 +82,8 @@ def build_vocab(input_files: Sequence[str], vocab_size: int,
       lower_thresh: the learner's minimum piece count; lower it (e.g. 2) for
         small corpora that cannot otherwise fill `vocab_size`.
       max_lines: read only the first `max_lines` lines of each file.
+      invalid_utf8: "error" (ValueError naming the file and line) or "replace" (U+FFFD and
+        a warning), as data_prep.sentences.
 
     Raises:
       ValueError: no file matches, the files hold no words, or bad
@@ -95,7 +95,7 @@ def build_vocab(input_files: Sequence[str], vocab_size: int,
     files = expand_patterns(input_files)
     if not files:
         raise ValueError(f"build_vocab: no file matches {list(input_files)}")
-    counts = count_words(files, do_lower_case, max_lines)
+    counts = count_words(files, do_lower_case, max_lines, invalid_utf8)
     if not counts:
         raise ValueError(f"build_vocab: no words in {files}")
     tokens = learner.learn(
@@ -133,6 +133,9 @@ def _define_flags() -> None:
     flags.DEFINE_integer("lower_thresh", 10,
                          "Minimum piece count; lower it for small corpora.")
     flags.DEFINE_integer("max_lines", None, "Lines read per file (all).")
+    flags.DEFINE_enum("invalid_utf8", "error", ["error", "replace"], "Input that is not UTF-8: "
+                      "stop, naming the file and line, or replace the bytes by U+FFFD with a "
+                      "warning.")
     flags.mark_flags_as_required(["input_file", "output_file"])
 
 
@@ -151,7 +154,7 @@ def main(argv: list[str]) -> None:
         tokens = build_vocab(files, FLAGS.vocab_size, FLAGS.do_lower_case,
                              max_unique_chars=FLAGS.max_unique_chars,
                              lower_thresh=FLAGS.lower_thresh,
-                             max_lines=FLAGS.max_lines)
+                             max_lines=FLAGS.max_lines, invalid_utf8=FLAGS.invalid_utf8)
     except ValueError as e:
         raise app.UsageError(f"--input_file: {e}") from e
     write_vocab(tokens, FLAGS.output_file)

@@ -25,15 +25,19 @@ def define_flags() -> None:
                         "input format are written.")
     flags.DEFINE_integer("max_document_sentences", 200, "Start a new document at the first "
                          "paragraph break after this many sentences (0 = only at headings).")
+    flags.DEFINE_enum("invalid_utf8", "error", ["error", "replace"], "Input that is not UTF-8: "
+                      "stop, naming the file and line, or replace the bytes by U+FFFD with a "
+                      "warning.")
 
 
-def prepare_file(input_path: str, output_path: str, max_document_sentences: int = 200) -> dict:
+def prepare_file(input_path: str, output_path: str, max_document_sentences: int = 200,
+                 invalid_utf8: str = "error") -> dict:
     """Converts one file; returns {'documents', 'sentences'} counts.
 
     The output appears only complete (written to a unique `<output>.tmp-*` file, then renamed).
     """
     with open(input_path, "rb") as f:
-        text = sentences.decode_text(f.read(), input_path)
+        text = sentences.decode_text(f.read(), input_path, invalid_utf8)
     documents = sentences.text_to_documents(text, max_document_sentences)
     if not documents:
         logging.warning("%s: no text found", input_path)
@@ -41,7 +45,8 @@ def prepare_file(input_path: str, output_path: str, max_document_sentences: int 
     return {"documents": len(documents), "sentences": sum(len(d) for d in documents)}
 
 
-def prepare_corpus(input_spec: str, output_dir: str, max_document_sentences: int = 200) -> dict:
+def prepare_corpus(input_spec: str, output_dir: str, max_document_sentences: int = 200,
+                   invalid_utf8: str = "error") -> dict:
     """All files of `input_spec` (comma-separated globs) into `output_dir`; returns counts."""
     if max_document_sentences < 0:
         raise ValueError(f"--max_document_sentences must be >= 0, got {max_document_sentences}")
@@ -52,7 +57,7 @@ def prepare_corpus(input_spec: str, output_dir: str, max_document_sentences: int
         out = os.path.join(output_dir, os.path.basename(path))
         if os.path.abspath(out) == os.path.abspath(path):
             raise ValueError(f"--output_dir would overwrite the input {path}")
-        counts = prepare_file(path, out, max_document_sentences)
+        counts = prepare_file(path, out, max_document_sentences, invalid_utf8)
         logging.info("%s -> %s: %d documents, %d sentences", path, out,
                      counts["documents"], counts["sentences"])
         totals["files"] += 1
@@ -68,7 +73,8 @@ def main(argv):
         if not FLAGS[name].value:
             raise app.UsageError(f"--{name} is required")
     # A ValueError (a bad input) is reported as one line by data_prep.command.
-    totals = prepare_corpus(FLAGS.input_file, FLAGS.output_dir, FLAGS.max_document_sentences)
+    totals = prepare_corpus(FLAGS.input_file, FLAGS.output_dir, FLAGS.max_document_sentences,
+                            FLAGS.invalid_utf8)
     logging.info("wrote %d files: %d documents, %d sentences", totals["files"],
                  totals["documents"], totals["sentences"])
 

@@ -15,10 +15,11 @@ Rules (rule based, no NLTK):
   * A one-word piece ending in "." (speaker labels such as "Ham." in plays) joins the next
     sentence of its paragraph.
 
-Input text policy (shared by prepare_corpus and create_pretraining_data): files are UTF-8;
-invalid bytes are replaced by U+FFFD and a warning names the file, the first bad line and how
-many lines were affected (a few stray bytes in a crawl should not stop a long job, but must be
-visible).
+Input text policy (shared by build_vocab, prepare_corpus and create_pretraining_data, flag
+`--invalid_utf8`): files are UTF-8. `error` (the default, as the original, which stops with a
+decode error) fails with the file, the first bad line and the byte in it; `replace` replaces
+invalid bytes by U+FFFD and warns once per file with the first bad line and how many lines
+were affected (a few stray bytes in a crawl need not stop a long job, but must be visible).
 """
 from __future__ import annotations
 
@@ -149,18 +150,65 @@ def expand_input_patterns(spec: str, flag_name: str = "input_file") -> list[str]
     return files
 
 
-def decode_text(data: bytes, source: str) -> str:
-    """UTF-8 bytes -> str; invalid bytes become U+FFFD with one warning naming `source`."""
+INVALID_UTF8 = ("error", "replace")
+
+
+def _check_policy(invalid_utf8: str) -> None:
+    if invalid_utf8 not in INVALID_UTF8:
+        raise ValueError(f"--invalid_utf8 must be one of {INVALID_UTF8}, got {invalid_utf8!r}")
+
+
+def _invalid_utf8_error(source: str, line_number: int, line: bytes, count: int) -> ValueError:
+    try:
+        line.decode("utf-8")
+        column = 0
+    except UnicodeDecodeError as e:
+        column = e.start
+    more = f" ({count} such lines in the file)" if count > 1 else ""
+    return ValueError(f"{source}:{line_number}: invalid UTF-8 at byte {column} of the line"
+                      f"{more}; fix the file, or pass --invalid_utf8=replace to replace invalid "
+                      "bytes by U+FFFD")
+
+
+def decode_text(data: bytes, source: str, invalid_utf8: str = "error") -> str:
+    """UTF-8 bytes -> str. Invalid bytes: ValueError naming `source`, the line and the byte
+    (`invalid_utf8="error"`), or U+FFFD with one warning (`"replace"`)."""
+    _check_policy(invalid_utf8)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         pass
     bad_lines = []
-    for number, line in enumerate(data.split(b"\n"), start=1):
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines, start=1):
         try:
             line.decode("utf-8")
         except UnicodeDecodeError:
             bad_lines.append(number)
+    if invalid_utf8 == "error":
+        raise _invalid_utf8_error(source, bad_lines[0], lines[bad_lines[0] - 1], len(bad_lines))
     logging.warning("%s: invalid UTF-8 on %d line(s), first at line %d; replaced by U+FFFD",
                     source, len(bad_lines), bad_lines[0] if bad_lines else 0)
     return data.decode("utf-8", errors="replace")
+
+
+def read_lines(path: str, invalid_utf8: str = "error",
+               max_lines: int | None = None) -> Iterator[str]:
+    """The lines of a UTF-8 file, streamed (newlines kept), with decode_text's policy for
+    invalid bytes; at most `max_lines` lines (None: all)."""
+    _check_policy(invalid_utf8)
+    bad, first = 0, 0
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if max_lines is not None and number > max_lines:
+                break
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError:
+                if invalid_utf8 == "error":
+                    raise _invalid_utf8_error(path, number, raw, 1) from None
+                bad, first = bad + 1, first or number
+                yield raw.decode("utf-8", errors="replace")
+    if bad:
+        logging.warning("%s: invalid UTF-8 on %d line(s), first at line %d; replaced by U+FFFD",
+                        path, bad, first)

@@ -135,6 +135,16 @@ CASES = {
         "data_prep.create_pretraining_data", "bert-prep",
         ["--input_file=" + _write(tmp / "empty.txt", "\n\n"), f"--vocab_file={VOCAB}",
          f"--output_dir={tmp / 'out'}"], f"no instances: the files of --input_file="),
+    "prep_corpus_not_utf8": lambda tmp: (
+        "data_prep.create_pretraining_data", "bert-prep",
+        ["--input_file=" + _write_bytes(tmp / "bad.txt", b"One line.\nA caf\xe9 line.\n"),
+         f"--vocab_file={VOCAB}", f"--output_dir={tmp / 'out'}", "--num_workers=1"],
+        f"{tmp / 'bad.txt'}:2: invalid UTF-8 at byte 5 of the line; fix the file, or pass "
+        "--invalid_utf8=replace"),
+    "vocab_corpus_not_utf8": lambda tmp: (
+        "data_prep.build_vocab", "bert-vocab",
+        ["--input_file=" + _write_bytes(tmp / "bad.txt", b"fine\nfine\n\xff\n"),
+         f"--output_file={tmp / 'vocab.txt'}"], f"{tmp / 'bad.txt'}:3: invalid UTF-8 at byte 0"),
     "prep_unknown_flag_in_flagfile": lambda tmp: (
         "data_prep.create_pretraining_data", "bert-prep",
         ["--flagfile=" + _write(tmp / "x.flags", "--input_file=a.txt\n--masking_prob=0.2\n")],
@@ -151,6 +161,10 @@ CASES = {
         "data_prep.prepare_corpus", "prepare_corpus",
         [f"--input_file={tmp / 'none*.txt'}", f"--output_dir={tmp / 'out'}"],
         str(tmp / "none*.txt")),
+    "prepare_corpus_not_utf8": lambda tmp: (
+        "data_prep.prepare_corpus", "prepare_corpus",
+        ["--input_file=" + _write_bytes(tmp / "book.txt", b"CHAPTER I\n\nIt was \xc3."),
+         f"--output_dir={tmp / 'out'}"], f"{tmp / 'book.txt'}:3: invalid UTF-8 at byte 7"),
     "demo_without_its_stages": lambda tmp: (
         "bert_tf.main_job", "bert-demo",
         [f"--work_dir={tmp / 'demo'}", "--skip=vocab,pretraining_data,pretrain,finetune,export"],

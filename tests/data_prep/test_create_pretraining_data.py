@@ -176,13 +176,18 @@ def test_empty_and_unbroken_files_warn_and_still_work(tmp_path, caplog):
     assert tfrecords.read_tfrecord(outputs[0]) == []
 
 
-def test_invalid_utf8_is_replaced_with_a_warning(tmp_path, caplog):
+def test_invalid_utf8_stops_by_default_or_is_replaced_with_a_warning(tmp_path, caplog):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"A fine first line.\nA bad \xff\xfe line here.\n\nAnother document.\n"
                     b"And more \xc3 text.\n")
+    out = tmp_path / "o.tfrecord"
+    with pytest.raises(ValueError, match=rf"{bad}:2: invalid UTF-8 at byte 6 of the line "
+                                         r"\(2 such lines in the file\); .*--invalid_utf8=replace"):
+        cpd.create_pretraining_data([str(bad)], [str(out)], settings())
+    assert not out.exists()
     with caplog.at_level(logging.WARNING):
-        summary = cpd.create_pretraining_data([str(bad)], [str(tmp_path / "o.tfrecord")],
-                                              settings())
+        summary = cpd.create_pretraining_data([str(bad)], [str(out)],
+                                              settings(invalid_utf8="replace"))
     assert f"{bad}: invalid UTF-8 on 2 line(s), first at line 2" in caplog.text
     assert summary["counts"]["documents"] == 2 and summary["counts"]["instances"] > 0
 
