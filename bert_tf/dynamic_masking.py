@@ -222,6 +222,25 @@ def feature_spec(max_seq_length: int, max_predictions_per_seq: int,
     return spec
 
 
+def record_parser(max_seq_length: int, max_predictions_per_seq: int, next_sentence: bool,
+                  restore: bool):
+    """[batch] serialized records -> dict of tensors (int features as int32), by
+    feature_spec; `restore`: input_ids with any stored masks undone (restore_static_masks).
+    The static path without NSP (run_pretraining --nsp=false on stored masks) uses it with
+    restore=False."""
+    spec = feature_spec(max_seq_length, max_predictions_per_seq, next_sentence)
+
+    def parse(serialized):
+        parsed = tf.io.parse_example(serialized, spec)
+        parsed = {k: tf.cast(v, tf.int32) if v.dtype == tf.int64 else v
+                  for k, v in parsed.items()}
+        if restore:
+            parsed["input_ids"] = restore_static_masks(parsed)
+        return parsed
+
+    return parse
+
+
 def dynamic_pretraining_dataset(input_file: str, batch_size: int, max_seq_length: int,
                                 options: MaskingOptions, is_training: bool,
                                 next_sentence: bool = True, input_context=None,
@@ -236,15 +255,8 @@ def dynamic_pretraining_dataset(input_file: str, batch_size: int, max_seq_length
     with batch_seed(seed, p, b); eval batches with batch_seed(seed, EVAL_STREAM, b).
     """
     files = inputs.list_files(input_file, flag_name)
-    spec = feature_spec(max_seq_length, options.max_predictions_per_seq, next_sentence)
-
-    def parse(serialized):
-        parsed = tf.io.parse_example(serialized, spec)
-        parsed = {k: tf.cast(v, tf.int32) if v.dtype == tf.int64 else v
-                  for k, v in parsed.items()}
-        parsed["input_ids"] = restore_static_masks(parsed)
-        return parsed
-
+    parse = record_parser(max_seq_length, options.max_predictions_per_seq, next_sentence,
+                          restore=True)
     ds = inputs.record_dataset(files, batch_size, is_training, parse, input_context,
                                skip_batches, seed)
     stream = (input_context.input_pipeline_id if input_context else 0) if is_training else (

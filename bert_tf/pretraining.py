@@ -76,10 +76,22 @@ class PretrainingTask(Task):
             next_sentence=self.nsp, input_context=input_context, skip_batches=skip_batches,
             seed=self.seed, flag_name=flag_name)
 
+    def _static_without_nsp(self, input_file, batch, is_training, input_context,
+                            skip_batches=0, flag_name="input_file"):
+        # Stored masks, and no next_sentence_labels to require (--task=none records).
+        parse = dynamic_masking.record_parser(self.max_seq_length,
+                                              self.max_predictions_per_seq,
+                                              next_sentence=False, restore=False)
+        return inputs.record_dataset(inputs.list_files(input_file, flag_name), batch,
+                                     is_training, parse, input_context, skip_batches, self.seed)
+
     def train_dataset(self, input_context, skip_batches: int) -> tf.data.Dataset:
         batch = input_context.get_per_replica_batch_size(self.train_batch_size)
         if self.masking is not None:
             return self._dataset(self.input_file, batch, True, input_context, skip_batches)
+        if not self.nsp:
+            return self._static_without_nsp(self.input_file, batch, True, input_context,
+                                            skip_batches)
         return inputs.pretraining_dataset(
             self.input_file, batch, self.max_seq_length, self.max_predictions_per_seq,
             is_training=True, input_context=input_context, skip_batches=skip_batches,
@@ -99,6 +111,9 @@ class PretrainingTask(Task):
         if self.masking is not None:
             return self._dataset(self.eval_input_file, batch, False, input_context,
                                  flag_name="eval_input_file")
+        if not self.nsp:
+            return self._static_without_nsp(self.eval_input_file, batch, False, input_context,
+                                            flag_name="eval_input_file")
         return inputs.pretraining_dataset(
             self.eval_input_file, batch, self.max_seq_length, self.max_predictions_per_seq,
             is_training=False, input_context=input_context, flag_name="eval_input_file")

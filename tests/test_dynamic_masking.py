@@ -39,7 +39,9 @@ def records(tmp_path_factory):
     d = str(tmp_path_factory.mktemp("records"))
     return {"static": _write(d, "static"), "none": _write(d, "none", masking="none"),
             "static_wwm": _write(d, "static_wwm", do_whole_word_mask=True),
-            "packed": _write(d, "packed", seq=32, masking="none", task="none", dupe_factor=1)}
+            "packed": _write(d, "packed", seq=32, masking="none", task="none", dupe_factor=1),
+            "packed_static": _write(d, "packed_static", seq=32, task="none", dupe_factor=1,
+                                    max_predictions_per_seq=5)}
 
 
 def _options(**kwargs):
@@ -56,6 +58,13 @@ def _eval_batches(path, options, seq=128, batch=512, seed=1, next_sentence=True)
 def _static(path, seq=128):
     parsed = tfrecords.parse_pretraining_example(tf.constant(tfrecords.read_tfrecord(path)),
                                                  seq, 20)
+    return {k: v.numpy() for k, v in parsed.items()}
+
+
+def _static_packed(path):
+    spec = {k: v for k, v in tfrecords.feature_spec(32, 5).items()
+            if k != "next_sentence_labels"}
+    parsed = tf.io.parse_example(tf.constant(tfrecords.read_tfrecord(path)), spec)
     return {k: v.numpy() for k, v in parsed.items()}
 
 
@@ -158,6 +167,18 @@ def test_records_without_what_the_run_needs_are_named(records):
         PretrainingTask(config, records["none"], 8, eval_input_file=records["packed"],
                         masking=_options())
     PretrainingTask(config, records["packed"], 8, masking=_options(), nsp=False)
+    # Stored masks without next-sentence labels: the static path reads them with --nsp=false.
+    task = PretrainingTask(config, records["packed_static"], 8, 32, 5,
+                           eval_input_file=records["packed_static"], nsp=False)
+    stored = _static_packed(records["packed_static"])
+    for ds in (task.train_dataset(tf.distribute.InputContext(), 0),
+               task.eval_dataset(tf.distribute.InputContext())):
+        batch = next(iter(ds))
+        assert "next_sentence_labels" not in batch and batch["input_ids"].shape == (8, 32)
+        row = np.flatnonzero((stored["input_ids"] == batch["input_ids"][0].numpy()).all(1))
+        assert len(row) == 1  # a stored row, masks as written
+        np.testing.assert_array_equal(stored["masked_lm_ids"][row[0]],
+                                      batch["masked_lm_ids"][0].numpy())
     with pytest.raises(ValueError, match="--masked_lm_prob must be in"):
         _options(masked_lm_prob=0.0)
 
