@@ -34,6 +34,10 @@ class PretrainingTask(Task):
     Records that lack what the settings need fail here, naming the flag and the file.
     """
 
+    # Class defaults: the original task, also for subclasses that skip __init__ (benchmarks).
+    masking: dynamic_masking.MaskingOptions | None = None
+    nsp: bool = True
+
     def __init__(self, bert_config: BertConfig, input_file: str, train_batch_size: int,
                  max_seq_length: int = 128, max_predictions_per_seq: int = 20,
                  eval_input_file: str | None = None, eval_batch_size: int = 8,
