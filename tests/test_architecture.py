@@ -3,7 +3,8 @@
 * data_prep never imports bert_tf (bert_tf builds on data_prep, not the reverse);
 * library code never imports a command (the scripts a user runs import the library);
 * no import cycle among first-party modules, counting imports inside functions too (a lazy
-  import still ties the two modules together).
+  import still ties the two modules together);
+* docs/architecture.md names every top-level module and subpackage of both packages.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ PACKAGES = ("bert_tf", "data_prep")
 # The commands: absl programs with console entry points, and the flag helpers only they use.
 COMMANDS = {f"bert_tf.{name}" for name in (
     "run_pretraining", "run_classifier", "run_squad", "run_tagger", "main_job",
-    "convert_checkpoint", "export_savedmodel", "script_flags")}
+    "convert_checkpoint", "export_savedmodel", "extract_features", "script_flags")}
 
 
 def _module_name(path: pathlib.Path) -> str:
@@ -105,3 +106,16 @@ def test_the_checks_see_a_cycle_and_a_wrong_way_import(tmp_path, monkeypatch):
     graph = _graph()
     assert graph["data_prep.a"] == {"data_prep.b"} and graph["data_prep.b"] == {"data_prep.a"}
     assert graph["data_prep.c"] == {"bert_tf.config"}
+
+
+def test_architecture_doc_names_every_module_and_subpackage():
+    text = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = []
+    for package in PACKAGES:
+        for path in sorted((REPO / package).iterdir()):
+            if path.suffix == ".py" and path.stem != "__init__" and f"`{path.name}`" not in text \
+                    and f"{path.stem}.py" not in text:
+                missing.append(f"{package}/{path.name}")
+            if path.is_dir() and (path / "__init__.py").exists() and f"`{path.name}/`" not in text:
+                missing.append(f"{package}/{path.name}/")
+    assert not missing, f"docs/architecture.md does not mention {missing}"
