@@ -68,7 +68,7 @@ def pretraining_flops_per_sequence(size: str, seq: int, max_predictions: int,
     pooler or NSP head: <0.1% of the count at base). `last_block_rows=r` gives what bert_tf
     executes instead: its last block computes keys and values for all rows but queries, the
     output projection and the FFN only for the r rows the heads read (1 + max_predictions;
-    change 3 in benchmarks/README.md), 5.6% fewer FLOPs at base seq 128.
+    docs/design.md), 5.6% fewer FLOPs at base seq 128.
     """
     layers, h, _ = SIZES[size]
     full_block = seq * (24 * h * h + 4 * seq * h)

@@ -5,8 +5,8 @@ and more: a BERT step's activations, gradients and XLA's temporaries) with fresh
 unmaps them when freed, so every step touches new pages and the kernel faults in and zeroes
 each 4 KiB page again. TensorFlow's best-fit-with-coalescing (BFC) allocator keeps the memory
 it has taken and reuses it. On the project's 2-core VM that made a whole BERT pretraining step
-1.2x (base) to 2x (tiny) faster, for every model, keras-hub's included (benchmarks/README.md,
-change 8). The cost: memory that TensorFlow once used stays with the process until it exits,
+1.2x (base) to 2x (tiny) faster, for every model, keras-hub's included (docs/design.md,
+"Training step"). The cost: memory that TensorFlow once used stays with the process until it exits,
 up to `TF_CPU_BFC_MEM_LIMIT_IN_MB` (TensorFlow's default: 64 GiB); peak memory of a BERT-base
 training process was 14% higher.
 
