@@ -13,9 +13,8 @@ A one-shard run is the original script's run (same seed, same draws).
 
 Deviations from the original, on purpose:
   * The random-next segment B is drawn from another document OF THE SAME SHARD (the original
-    pools the whole corpus). That is what bounds memory by one shard (the encoded records:
-    about 2 x dupe_factor bytes per input byte at max_seq_length=128, plus the shard's token
-    ids) and makes shards independent.
+    pools the whole corpus). That is what bounds memory by one shard (see Memory) and makes
+    shards independent.
   * A new input file starts a new document (the original runs a document on across files
     that do not end with a blank line).
   * `--invalid_utf8=replace` (opt-in; the default `error` stops at the first bad line, naming
@@ -55,6 +54,19 @@ next-sentence label (data_prep/instances_packed.py; numpy draws whatever --rng s
 run_pretraining --nsp=false; with static masking its masks follow the same rules. Both modes
 are in each shard's fingerprint (only when not the default, so the defaults' shards stay
 resumable), so a resumed run never mixes modes.
+
+Memory (per worker, one shard at a time): the input is read in blocks of a few MB, and a
+shard's records go to its temporary file a batch at a time as they are encoded, so neither
+the text nor the records are ever held whole. What is held is the shard's token ids (int32:
+~1 byte per input byte of English text) and, in the default draw-exact mode, its instance
+table (instances_compiled.InstanceTable: 28 + 3 x max_predictions_per_seq bytes an instance,
+~2.3 bytes per input byte at the defaults with dupe_factor=10). That table cannot be bounded
+independently of the shard: the original shuffles all instances of its input at the end, so a
+shard's last-made instance may be its first record, and every instance must be known before
+the first is written. Peak RSS is thus ~0.2 GB plus ~4 bytes per input byte of the largest
+shard (measured: 0.23 GB for a 9.6 MB shard, 0.6 GB for a 100 MB one); for more, split the
+input into files and give --num_shards (shards are made of whole files), e.g. one shard per
+1-2 GB of text keeps a worker under ~8 GB.
 
 Each shard is written to `<shard>.tmp-<host>-<pid>-<random>` and renamed when complete; its
 manifest `<shard>.manifest.json` (counts + a fingerprint of everything that determines the bytes) is
@@ -246,31 +258,36 @@ def read_corpus(paths: Sequence[str], tokenizer, stats: dict | None = None,
     ids_parts, length_parts, doc_parts = [], [], []
     num_docs = 0
     for path in paths:
-        with open(path, "rb") as f:
-            data = f.read()
-        text = sentences.decode_text(data, path, invalid_utf8)
-        stripped = [raw.strip() for raw in text.split("\n")]
-        nonblank = np.fromiter(map(bool, stripped), bool, len(stripped))
-        # A run of non-blank lines is a document: number each line by the run it is in.
-        run_starts = nonblank & ~np.concatenate([[False], nonblank[:-1]])
-        line_doc = (np.cumsum(run_starts) - 1 + num_docs)[nonblank]
-        runs = int(run_starts.sum())
-        num_docs += runs
-        lines = [line for line in stripped if line]
-        for start in range(0, len(lines), _TOKENIZE_BATCH):
-            ids, lengths = tokenizer.flat(lines[start:start + _TOKENIZE_BATCH])
-            ids_parts.append(ids)
-            length_parts.append(lengths)
-        doc_parts.append(line_doc)
-        if not lines:
+        runs, num_lines = 0, 0
+        continues = False  # whether the block before ended inside a document
+        # The file a block at a time (sentences.read_text_blocks): the text is never held
+        # whole, only its token ids, so reading needs a few MB beyond them.
+        for text in sentences.read_text_blocks(path, invalid_utf8):
+            stripped = [raw.strip() for raw in text.split("\n")]
+            nonblank = np.fromiter(map(bool, stripped), bool, len(stripped))
+            # A run of non-blank lines is a document: number each line by the run it is in
+            # (lines before the block's first run continue the document before).
+            run_starts = nonblank & ~np.concatenate([[continues], nonblank[:-1]])
+            doc_parts.append((np.cumsum(run_starts) - 1 + num_docs)[nonblank])
+            block_runs = int(run_starts.sum())
+            num_docs += block_runs
+            runs += block_runs
+            continues = bool(nonblank[-1])
+            lines = [line for line in stripped if line]
+            num_lines += len(lines)
+            for start in range(0, len(lines), _TOKENIZE_BATCH):
+                ids, lengths = tokenizer.flat(lines[start:start + _TOKENIZE_BATCH])
+                ids_parts.append(ids)
+                length_parts.append(lengths)
+        if not num_lines:
             logging.warning("%s: no text (empty file)", path)
-        elif runs == 1 and len(lines) > 1:
+        elif runs == 1 and num_lines > 1:
             logging.warning("%s: no blank line between documents, so the whole file is one "
                             "document of %d lines (the input format is one sentence per line "
-                            "and a blank line after each document)", path, len(lines))
+                            "and a blank line after each document)", path, num_lines)
         stats["files"] = stats.get("files", 0) + 1
-        stats["input_bytes"] = stats.get("input_bytes", 0) + len(data)
-        stats["lines"] = stats.get("lines", 0) + len(lines)
+        stats["input_bytes"] = stats.get("input_bytes", 0) + os.path.getsize(path)
+        stats["lines"] = stats.get("lines", 0) + num_lines
     tokens = np.concatenate(ids_parts) if ids_parts else np.zeros(0, np.int32)
     lengths = np.concatenate(length_parts) if length_parts else np.zeros(0, np.int64)
     line_doc = np.concatenate(doc_parts) if doc_parts else np.zeros(0, np.int64)
@@ -331,6 +348,20 @@ def keep_freed_memory() -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 32 << 20)
     mallopt(m_trim_threshold, 64 << 20)
+
+
+def return_freed_memory() -> None:
+    """Hands the heap's free pages back to the system (glibc malloc_trim; elsewhere a no-op).
+
+    Reading a shard frees the small pieces its token ids were made in (once they are joined)
+    and every block's text; keep_freed_memory's settings would keep those pages, resident
+    and unused, while the instance table is built. Called once between the two.
+    """
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _record_chunks(corpus: inst.Corpus, vocab: inst.VocabIds, settings: Settings, seed: int,
@@ -415,7 +446,7 @@ def _unmasked_pair_batches(corpus: inst.Corpus, vocab: inst.VocabIds, settings: 
                                             random.Random(seed), stats)
     rows = table.rows.copy()
     rows[:, 6] = 0  # no masked position: padded_batch writes the original ids
-    table = instances_compiled.InstanceTable(rows, table.masked, table.tokens)
+    table = dataclasses.replace(table, rows=rows)
     for start in range(0, len(table), _ENCODE_BATCH):
         batch = instances_compiled.padded_batch(
             table, start, min(start + _ENCODE_BATCH, len(table)), vocab, options)
@@ -488,6 +519,7 @@ def _process_shard(job: ShardJob) -> dict:
     timings: dict = {}  # wall seconds per stage, and the shard's CPU seconds, for the manifest
     tokenizer = batch_tokenizer(settings.tokenizer, settings.vocab_file, settings.do_lower_case)
     corpus = read_corpus(job.input_files, tokenizer, stats, job.settings.invalid_utf8)
+    return_freed_memory()
     timings["read_tokenize"] = time.time() - start
     stats["documents"] = len(corpus.doc_start)
     stats["segments"] = len(corpus.seg_cum) - 1
@@ -498,33 +530,37 @@ def _process_shard(job: ShardJob) -> dict:
     elif stats["documents"] == 1:
         logging.warning("shard %d (%s): only one document, so random-next segments come from "
                         "that same document", job.index, ", ".join(job.input_files))
-    chunks: list[np.ndarray] = []  # the shard's TFRecord file bytes, a chunk per batch
-    encoded = 0
-    last_log = time.time()
-    for chunk, count in _record_chunks(corpus, vocab, settings, job.seed, stats, timings):
-        chunks.append(chunk)
-        encoded += count
-        if time.time() - last_log > _PROGRESS_SECONDS:
-            last_log = time.time()
-            logging.info("shard %d: %d instances, %.0f instances/s", job.index,
-                         encoded, encoded / (last_log - start))
-    stats.setdefault("instances", 0)
-    timings["instances"] = (time.time() - start - timings["read_tokenize"]
-                            - timings.get("encode", 0.0))
     manifest = {"fingerprint": job.fingerprint, "shard": job.index,
                 "input_files": list(job.input_files), "output_file": job.output_file,
                 "seed": job.seed, "counts": stats, "seconds": timings}
-    write_start = time.time()
+    timings["write"] = 0.0
+
+    def chunks() -> Iterator[np.ndarray]:
+        """The shard's TFRecord file bytes, a batch at a time, each written (to the
+        temporary file) before the next is encoded: only the instance table is held."""
+        encoded = 0
+        last_log = time.time()
+        for chunk, count in _record_chunks(corpus, vocab, settings, job.seed, stats, timings):
+            write_start = time.time()
+            yield chunk
+            timings["write"] += time.time() - write_start
+            encoded += count
+            if time.time() - last_log > _PROGRESS_SECONDS:
+                last_log = time.time()
+                logging.info("shard %d: %d instances, %.0f instances/s", job.index,
+                             encoded, encoded / (last_log - start))
 
     def before_commit():
-        timings["write"] = time.time() - write_start
+        stats.setdefault("instances", 0)
         timings["total"] = time.time() - start
+        timings["instances"] = (timings["total"] - timings["read_tokenize"]
+                                - timings.get("encode", 0.0) - timings["write"])
         timings["cpu"] = time.process_time() - cpu_start  # (this process: one shard at a time)
         for key in timings:
             timings[key] = round(timings[key], 3)
         _write_json(manifest_path(job.output_file), manifest)
 
-    tfrecords.write_tfrecord_chunks(job.output_file, chunks, settings.gzip, before_commit)
+    tfrecords.write_tfrecord_chunks(job.output_file, chunks(), settings.gzip, before_commit)
     return manifest
 
 

@@ -13,9 +13,10 @@ exactly the instances of `instances.create_training_instances`, final shuffle in
 
 Layout: a pool's documents become one token array (instances.Corpus); an instance is then
 seven numbers (A start/length, B start/length in that array, NSP label, target length, masked
-count) plus its masked positions, original ids and replacement ids: an `InstanceTable`, in
-final order. `padded_batch` turns rows of it into the padded feature arrays of
-data_prep.tfrecords; data_prep/pretraining_records.py writes their TFRecords directly.
+count) plus its masked positions and their replacement ids (the original ids are the tokens
+at those positions): an `InstanceTable`, in the order made, with the final order beside it.
+`padded_batch` turns rows of it into the padded feature arrays of data_prep.tfrecords;
+data_prep/pretraining_records.py writes their TFRecords directly.
 """
 from __future__ import annotations
 
@@ -163,9 +164,11 @@ def _replace(state, p, new_ids, k, token, mask_id, random_ids):
 
 @numba.njit(cache=True, nogil=True)
 def _mask(state, p, seq, n, num_a, limit, general, wwm, per_word, cls_id, sep_id, mask_id,
-          random_ids, is_subword, positions, labels, new_ids, scratch):
-    """create_masked_lm_predictions on seq[:n]; writes the sorted positions, their original
-    ids and their new ids to the given rows; returns (how many were masked, p)."""
+          random_ids, is_subword, positions, new_ids, scratch, counts):
+    """create_masked_lm_predictions on seq[:n]; writes the sorted positions and their new ids
+    to the given rows (the original ids are seq's, found again from the row's offsets) and
+    adds to counts[0] / counts[1] how many became [MASK] / kept their id; returns (how many
+    were masked, p)."""
     count = 0
     if not general:  # _mask_pieces: every candidate is one position
         cand = scratch[:n - 3]
@@ -177,7 +180,6 @@ def _mask(state, p, seq, n, num_a, limit, general, wwm, per_word, cls_id, sep_id
         count = min(limit, n - 3)
         for k in range(count):
             positions[k] = cand[k]
-            labels[k] = seq[cand[k]]
             p = _replace(state, p, new_ids, k, seq[cand[k]], mask_id, random_ids)
     else:  # _mask_words: [CLS]/[SEP] by value, "##" pieces join the previous candidate
         members = scratch[:n]            # candidate positions, grouped
@@ -213,7 +215,6 @@ def _mask(state, p, seq, n, num_a, limit, general, wwm, per_word, cls_id, sep_id
                 for k in range(count, count + size):
                     q = members[group_start[g] + k - count]
                     positions[k] = q
-                    labels[k] = seq[q]
                     if u < 0.8:
                         new_ids[k] = mask_id
                     elif keep:
@@ -225,31 +226,36 @@ def _mask(state, p, seq, n, num_a, limit, general, wwm, per_word, cls_id, sep_id
                 for k in range(count, count + size):
                     q = members[group_start[g] + k - count]
                     positions[k] = q
-                    labels[k] = seq[q]
                     p = _replace(state, p, new_ids, k, seq[q], mask_id, random_ids)
             count += size
+    for k in range(count):
+        if new_ids[k] == mask_id:
+            counts[0] += 1
+        elif new_ids[k] == seq[positions[k]]:
+            counts[1] += 1
     # Sort by position (insertion sort of <= max_predictions distinct positions, in place).
     for k in range(1, count):
-        q, label, new = positions[k], labels[k], new_ids[k]
+        q, new = positions[k], new_ids[k]
         j = k - 1
         while j >= 0 and positions[j] > q:
-            positions[j + 1], labels[j + 1], new_ids[j + 1] = positions[j], labels[j], new_ids[j]
+            positions[j + 1], new_ids[j + 1] = positions[j], new_ids[j]
             j -= 1
-        positions[j + 1], labels[j + 1], new_ids[j + 1] = q, label, new
+        positions[j + 1], new_ids[j + 1] = q, new
     return count, p
 
 
 @numba.njit(cache=True, nogil=True)
 def _pass(state, tokens, seg_cum, doc_start, doc_end, docs, first, stop, max_seq_length,
           short_seq_prob, num_to_predict, general, wwm, per_word, cls_id, sep_id, mask_id,
-          random_ids, is_subword, rows, masked):
+          random_ids, is_subword, rows, positions, new_ids, counts):
     """create_instances_from_document for the shuffled pool's documents first..stop-1.
 
     docs: int64 [num_docs], the pool's order (docs[k] is the k-th shuffled document).
     Writes instance r to rows[r] (a_start, a_len, b_start, b_len, is_random_next, target,
-    num_masked) and masked[r] ([3, max_predictions]: positions, original ids, new ids).
-    Returns (instances written, passes with a short target), or (-1, r) if instance r had an
-    empty side after truncation."""
+    num_masked), positions[r] and new_ids[r] (the first num_masked entries: sorted masked
+    positions and their new ids); adds to counts (see _mask). Returns (instances written,
+    passes with a short target), or (-1, r) if instance r had an empty side after
+    truncation."""
     max_num_tokens = max_seq_length - 3
     num_docs = docs.shape[0]
     seq = np.empty(max_seq_length, np.int64)
@@ -327,10 +333,9 @@ def _pass(state, tokens, seg_cum, doc_start, doc_end, docs, first, stop, max_seq
                 row = rows[written]
                 row[0], row[1], row[2], row[3] = a_start, a_len, b_start, b_len
                 row[4], row[5] = is_random_next, target
-                row[6], p = _mask(state, p, seq, n, a_len, num_to_predict[n], general, wwm, per_word,
-                               cls_id, sep_id, mask_id, random_ids, is_subword,
-                               masked[written, 0], masked[written, 1], masked[written, 2],
-                               scratch)
+                row[6], p = _mask(state, p, seq, n, a_len, num_to_predict[n], general, wwm,
+                                  per_word, cls_id, sep_id, mask_id, random_ids, is_subword,
+                                  positions[written], new_ids[written], scratch, counts)
                 written += 1
                 chunk_first = i + 1
             i += 1
@@ -339,27 +344,29 @@ def _pass(state, tokens, seg_cum, doc_start, doc_end, docs, first, stop, max_seq
 
 
 @numba.njit(cache=True, nogil=True)
-def _fill(rows, masked, tokens, max_seq_length, cls_id, sep_id, input_ids, input_mask,
-          segment_ids, positions, masked_ids, weights, labels):
-    """Rows of the instance table -> padded feature arrays (zeroed by the caller)."""
-    for r in range(rows.shape[0]):
+def _fill(rows, positions, new_ids, order, tokens, max_seq_length, cls_id, sep_id, input_ids,
+          input_mask, segment_ids, masked_positions, masked_ids, weights, labels):
+    """Rows order[0], order[1], ... of the instance table -> padded feature arrays (zeroed by
+    the caller)."""
+    for i in range(order.shape[0]):
+        r = order[i]
         a_start, a_len, b_start, b_len = rows[r, 0], rows[r, 1], rows[r, 2], rows[r, 3]
         n = a_len + b_len + 3
-        ids = input_ids[r]
+        ids = input_ids[i]
         ids[0] = cls_id
         ids[1:a_len + 1] = tokens[a_start:a_start + a_len]
         ids[a_len + 1] = sep_id
         ids[a_len + 2:n - 1] = tokens[b_start:b_start + b_len]
         ids[n - 1] = sep_id
-        input_mask[r, :n] = 1
-        segment_ids[r, a_len + 2:n] = 1
+        input_mask[i, :n] = 1
+        segment_ids[i, a_len + 2:n] = 1
         for k in range(rows[r, 6]):
-            p = masked[r, 0, k]
-            ids[p] = masked[r, 2, k]
-            positions[r, k] = p
-            masked_ids[r, k] = masked[r, 1, k]
-            weights[r, k] = 1.0
-        labels[r, 0] = rows[r, 4]
+            p = positions[r, k]
+            masked_ids[i, k] = ids[p]  # (positions are distinct: ids[p] is still the original)
+            ids[p] = new_ids[r, k]
+            masked_positions[i, k] = p
+            weights[i, k] = 1.0
+        labels[i, 0] = rows[r, 4]
 
 
 def _num_to_predict_table(options: inst.InstanceOptions) -> np.ndarray:
@@ -370,20 +377,38 @@ def _num_to_predict_table(options: inst.InstanceOptions) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class InstanceTable:
-    """A pool's instances in final order, before padding.
+    """A pool's instances before padding, as compact as the draw-exact order allows.
 
-    rows: int64 [n, 7] (A start, A length, B start, B length in `tokens`, is_random_next,
-    target length, number masked); masked: int64 [n, 3, max_predictions_per_seq] (sorted
-    positions, original ids, new ids; the first rows[:, 6] entries); tokens: int64, the pool's
-    segments back to back.
+    The original shuffles all of a pool's instances at the end, so every instance must be
+    known before the first is written: this is what is held. rows: int32 [n, 7] (int64 for
+    pools of 2**31 tokens or more) in the order made (A start, A length, B start, B length
+    in `tokens`, is_random_next, target length, number masked); positions: uint8 [n,
+    max_predictions_per_seq] (uint16 above 256 tokens a sequence), the sorted masked
+    positions; new_ids: uint16 [n, max_predictions_per_seq] (int32 for vocabularies above
+    65536 ids), what each masked position holds instead (the original ids are the tokens
+    there); the first rows[:, 6] entries of each row are used. tokens: int32, the pool's
+    segments back to back. order: int64 [n], the final order (instance i of the output is
+    row order[i]). mask_counts: int64 [2], masked positions that became [MASK] / kept their
+    id. About 28 + 3 * max_predictions_per_seq bytes an instance (88 at the defaults).
     """
 
     rows: np.ndarray
-    masked: np.ndarray
+    positions: np.ndarray
+    new_ids: np.ndarray
     tokens: np.ndarray
+    order: np.ndarray
+    mask_counts: np.ndarray
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.order)
+
+
+def _unsigned_for(bound: int) -> type:
+    """The smallest unsigned dtype holding 0..bound-1 (at most int32's range)."""
+    for dtype in (np.uint8, np.uint16):
+        if bound <= np.iinfo(dtype).max + 1:
+            return dtype
+    return np.int32
 
 
 def create_table(documents: Sequence[inst.Document] | inst.Corpus, vocab: inst.VocabIds,
@@ -409,46 +434,52 @@ def create_table(documents: Sequence[inst.Document] | inst.Corpus, vocab: inst.V
     random_ids = random_ids.astype(np.int64)
     if num_docs >= 2**32 or len(random_ids) >= 2**32:
         raise ValueError("more than 2**32 - 1 documents or vocabulary words in one shard")
-    tokens = corpus.tokens.astype(np.int64)
+    tokens = corpus.tokens.astype(np.int32, copy=False)
     docs = np.arange(num_docs, dtype=np.int64)
     _shuffle_array(state, docs)
     general = bool(options.do_whole_word_mask
-                   or np.isin(corpus.tokens, (vocab.cls_id, vocab.sep_id)).any())
+                   or np.isin(tokens, (vocab.cls_id, vocab.sep_id)).any())
     per_word = options.do_whole_word_mask and options.wwm_mask_decision == "per_word"
     to_predict = _num_to_predict_table(options)
     seg_counts = corpus.doc_end - corpus.doc_start
     seq, pred = options.max_seq_length, options.max_predictions_per_seq
-    tables, masks, short = [], [], 0
-    # Documents are processed in groups of about group_segments segments: a pass over a
-    # document makes at most one instance per segment, so each group's arrays are sized first.
+    id_bound = max(len(is_subword), vocab.mask_id + 1, int(random_ids.max(initial=0)) + 1,
+                   int(tokens.max(initial=0)) + 1)
+    # A pass over a document makes at most one instance per segment: the arrays are sized for
+    # that and filled from the front. np.empty does not touch them, so the unused rest never
+    # becomes resident memory.
+    capacity = dupe_factor * int(seg_counts.sum())
+    rows = np.empty((capacity, 7), np.int32 if len(tokens) < 2**31 - seq else np.int64)
+    positions = np.empty((capacity, pred), _unsigned_for(seq))
+    new_ids = np.empty((capacity, pred), _unsigned_for(id_bound))
+    mask_counts = np.zeros(2, np.int64)
+    short, used = 0, 0
+    # Documents are processed in groups of about group_segments segments (a kernel call each).
     group_ends = np.searchsorted(np.cumsum(seg_counts[docs]),
                                  np.arange(group_segments, seg_counts.sum() + group_segments,
                                            group_segments), "left") + 1
     bounds = np.unique(np.concatenate([[0], np.minimum(group_ends, num_docs)]))
     for _ in range(dupe_factor):
         for first, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-            room = int(seg_counts[docs[first:stop]].sum())
-            rows = np.empty((room, 7), np.int64)
-            masked = np.empty((room, 3, pred), np.int64)
+            room = used + int(seg_counts[docs[first:stop]].sum())
             written, group_short = _pass(
                 state, tokens, corpus.seg_cum, corpus.doc_start, corpus.doc_end, docs, first,
                 stop, seq, options.short_seq_prob, to_predict, general,
                 options.do_whole_word_mask, per_word, vocab.cls_id, vocab.sep_id,
-                vocab.mask_id, random_ids, is_subword, rows, masked)
+                vocab.mask_id, random_ids, is_subword, rows[used:room], positions[used:room],
+                new_ids[used:room], mask_counts)
             if written < 0:
                 raise AssertionError("empty segment after truncation")
-            tables.append(rows[:written])
-            masks.append(masked[:written])
+            used += written
             short += group_short
-    rows = np.concatenate(tables) if tables else np.zeros((0, 7), np.int64)
-    masked = np.concatenate(masks) if masks else np.zeros((0, 3, pred), np.int64)
-    order = np.arange(len(rows), dtype=np.int64)
+    order = np.arange(used, dtype=np.int64)
     _shuffle_array(state, order)  # the original's final rng.shuffle(instances)
     _give_back(rng, state, rest)
     if counters is not None:
         counters["document_passes"] = counters.get("document_passes", 0) + dupe_factor * num_docs
         counters["short_targets"] = counters.get("short_targets", 0) + short
-    return InstanceTable(rows[order], masked[order], tokens)
+    return InstanceTable(rows[:used], positions[:used], new_ids[:used], tokens, order,
+                         mask_counts)
 
 
 def padded_batch(table: InstanceTable, start: int, stop: int, vocab: inst.VocabIds,
@@ -464,10 +495,10 @@ def padded_batch(table: InstanceTable, start: int, stop: int, vocab: inst.VocabI
         "masked_lm_weights": np.zeros((n, pred), np.float32),
         "next_sentence_labels": np.zeros((n, 1), np.int32),
     }
-    rows = table.rows[start:stop]
-    _fill(rows, table.masked[start:stop], table.tokens, seq, vocab.cls_id, vocab.sep_id,
-          *features.values())
-    return InstanceBatch(features, rows[:, 5].copy())
+    order = table.order[start:stop]
+    _fill(table.rows, table.positions, table.new_ids, order, table.tokens, seq, vocab.cls_id,
+          vocab.sep_id, *features.values())
+    return InstanceBatch(features, table.rows[order, 5].astype(np.int64))
 
 
 def iter_instance_batches(documents: Sequence[inst.Document] | inst.Corpus,

@@ -38,15 +38,19 @@ def _length_prefixed(size):
 
 
 @numba.njit(cache=True, nogil=True)
-def _encode(rows, masked, tokens, seq_len, pred, cls_id, sep_id, heads, head_offsets, out):
-    """Writes the framed records of `rows` to out (large enough); returns the bytes used."""
+def _encode(rows, positions, new_ids, order, tokens, seq_len, pred, cls_id, sep_id, heads,
+            head_offsets, out):
+    """Writes the framed records of rows order[0], order[1], ... to out (large enough);
+    returns the bytes used."""
     ids = np.zeros(seq_len, np.int64)
+    masked = np.zeros((2, pred), np.int64)  # the record's positions and original ids
     payload = np.zeros(7, np.int64)
     entry = np.zeros(7, np.int64)
     feature = np.zeros(7, np.int64)
     value_list = np.zeros(7, np.int64)
     q = 0
-    for r in range(rows.shape[0]):
+    for i_row in range(order.shape[0]):
+        r = order[i_row]
         a_start, a_len, b_start, b_len = rows[r, 0], rows[r, 1], rows[r, 2], rows[r, 3]
         n = a_len + b_len + 3
         m = rows[r, 6]
@@ -57,7 +61,10 @@ def _encode(rows, masked, tokens, seq_len, pred, cls_id, sep_id, heads, head_off
         ids[n - 1] = sep_id
         ids[n:] = 0
         for k in range(m):
-            ids[masked[r, 0, k]] = masked[r, 2, k]
+            p = positions[r, k]
+            masked[0, k] = p
+            masked[1, k] = ids[p]  # (distinct positions: still the original id)
+            ids[p] = new_ids[r, k]
         # Payload sizes: varints (zeros and 0/1 values are one byte each), floats 4 bytes.
         size = seq_len - n
         for i in range(n):
@@ -66,11 +73,11 @@ def _encode(rows, masked, tokens, seq_len, pred, cls_id, sep_id, heads, head_off
         payload[_MASK] = seq_len
         size = pred - m
         for k in range(m):
-            size += rk._varint_size(masked[r, 1, k])
+            size += rk._varint_size(masked[1, k])
         payload[_MASKED_IDS] = size
         size = pred - m
         for k in range(m):
-            size += rk._varint_size(masked[r, 0, k])
+            size += rk._varint_size(masked[0, k])
         payload[_POSITIONS] = size
         payload[_WEIGHTS] = 4 * pred
         payload[_LABEL] = 1
@@ -109,7 +116,7 @@ def _encode(rows, masked, tokens, seq_len, pred, cls_id, sep_id, heads, head_off
             elif f == _MASKED_IDS or f == _POSITIONS:
                 row = 1 if f == _MASKED_IDS else 0
                 for k in range(m):
-                    q = rk._put_varint(out, q, masked[r, row, k])
+                    q = rk._put_varint(out, q, masked[row, k])
                 for k in range(pred - m):
                     out[q + k] = 0
                 q += pred - m
@@ -137,28 +144,26 @@ def encode(table, start: int, stop: int, vocab: VocabIds, options: InstanceOptio
     # per position (seq <= 2**16), 4 per weight.
     bound = 16 + 11 + 7 * 40 + len(_HEAD_BYTES) + 7 * seq + 12 * pred
     out = np.empty((stop - start) * bound, np.uint8)
-    used = _encode(table.rows[start:stop], table.masked[start:stop], table.tokens, seq, pred,
-                   vocab.cls_id, vocab.sep_id, _HEAD_BYTES, _HEAD_OFFSETS, out)
+    used = _encode(table.rows, table.positions, table.new_ids, table.order[start:stop],
+                   table.tokens, seq, pred, vocab.cls_id, vocab.sep_id, _HEAD_BYTES,
+                   _HEAD_OFFSETS, out)
     return out[:used]
 
 
 def table_stats(table, vocab: VocabIds, options: InstanceOptions) -> dict:
     """The counts create_pretraining_data's summary adds up (those of its _batch_stats on the
-    padded arrays), from a whole table at once."""
-    rows, masked = table.rows, table.masked
-    lengths = rows[:, 1] + rows[:, 3] + 3
-    real = np.arange(masked.shape[2])[None, :] < rows[:, 6:7]
-    new, original = masked[:, 2], masked[:, 1]
-    as_mask = real & (new == vocab.mask_id)
+    padded arrays), from a whole table at once (a few bytes of temporaries per instance)."""
+    rows = table.rows
+    lengths = rows[:, 1].astype(np.int64) + rows[:, 3] + 3
     uncapped = np.rint(lengths * options.masked_lm_prob)  # half to even, like Python's round
     return {
         "instances": len(rows),
         "tokens": int(lengths.sum()),
         "maskable_tokens": int((lengths - 3).sum()),
-        "masked_tokens": int(rows[:, 6].sum()),
-        "masked_as_mask": int(as_mask.sum()),
-        "masked_kept": int((real & (new == original) & ~as_mask).sum()),
-        "random_next": int(rows[:, 4].sum()),
+        "masked_tokens": int(rows[:, 6].sum(dtype=np.int64)),
+        "masked_as_mask": int(table.mask_counts[0]),
+        "masked_kept": int(table.mask_counts[1]),
+        "random_next": int(rows[:, 4].sum(dtype=np.int64)),
         "short_target_instances": int((rows[:, 5] < options.max_seq_length - 3).sum()),
         "capped_instances": int((uncapped > options.max_predictions_per_seq).sum()),
     }

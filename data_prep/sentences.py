@@ -192,6 +192,54 @@ def decode_text(data: bytes, source: str, invalid_utf8: str = "error") -> str:
     return data.decode("utf-8", errors="replace")
 
 
+_BLOCK_BYTES = 1 << 22
+
+
+def read_text_blocks(path: str, invalid_utf8: str = "error",
+                     block_bytes: int = _BLOCK_BYTES) -> Iterator[str]:
+    """A UTF-8 file as pieces of whole lines of about block_bytes each: joined with "\n"
+    they are decode_text of the whole file, with its policy and messages for invalid bytes
+    (so a reader holds one block, not the file). An empty file gives one empty piece."""
+    _check_policy(invalid_utf8)
+    bad, first, line_base = 0, 0, 0  # bad lines, the first of them, lines before the block
+    with open(path, "rb") as f:
+        carry = b""
+        while True:
+            more = f.read(block_bytes)
+            data = carry + more
+            if more:
+                cut = data.rfind(b"\n")
+                if cut < 0:
+                    carry = data
+                    continue
+                data, carry = data[:cut], data[cut + 1:]
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                if invalid_utf8 == "error":  # the whole file's message (its count of lines)
+                    f.seek(0)
+                    decode_text(f.read(), path, invalid_utf8)
+                lines = data.split(b"\n")
+                numbers = [n for n, line in enumerate(lines, start=1) if not _valid(line)]
+                bad, first = bad + len(numbers), first or line_base + numbers[0]
+                text = data.decode("utf-8", errors="replace")
+            yield text
+            if not more:
+                break
+            line_base += data.count(b"\n") + 1
+    if bad:
+        logging.warning("%s: invalid UTF-8 on %d line(s), first at line %d; replaced by U+FFFD",
+                        path, bad, first)
+
+
+def _valid(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def read_lines(path: str, invalid_utf8: str = "error",
                max_lines: int | None = None) -> Iterator[str]:
     """The lines of a UTF-8 file, streamed (newlines kept), with decode_text's policy for

@@ -208,7 +208,9 @@ class TokenTable:
             if count >= 0:
                 missing = missing[:num_missing]
                 first = np.unique(missing[:, 2], return_index=True)[1]  # one per hash
-                return out_ids[:count], line_lengths[:lines], missing[np.sort(first), :2]
+                # (copies: views would keep the buffers, sized by bytes not ids, alive)
+                return (out_ids[:count].copy(), line_lengths[:lines].copy(),
+                        missing[np.sort(first), :2])
             room = 2 * room + 16
 
     def add(self, tokens: list[bytes], token_ids: list[tuple[int, ...]]) -> int:

@@ -363,6 +363,39 @@ def test_read_corpus_groups_lines_like_the_input_format(tmp_path, tokenizer):
     assert empty.documents() == [] and empty.tokens.size == 0
 
 
+@pytest.mark.parametrize("block_bytes", [1, 5, 17, 64])
+def test_reading_in_blocks_gives_the_whole_file_reading(tmp_path, monkeypatch, caplog,
+                                                        block_bytes):
+    """read_text_blocks' pieces join to the decoded file, and read_corpus gives the same
+    corpus, statistics and invalid-UTF-8 messages (file line numbers) with any block size:
+    documents and lines run on across blocks."""
+    import functools
+    text = ("\n\nFirst doc, line one.\nLine two is longer than a block.\n\nSecond \xff doc."
+            "\r\nIts second line\n\n\n  \nThird\nand \xc3 last").encode("latin-1")
+    text = text.replace(b"\xc3", b"\xc3\xa9").replace(b"\xff", b"\xff\xfe")  # é, bad
+    path = tmp_path / "a.txt"
+    path.write_bytes(text)
+    whole = sentences.decode_text(text, str(path), "replace")
+    with caplog.at_level(logging.WARNING):
+        pieces = list(sentences.read_text_blocks(str(path), "replace", block_bytes))
+    assert "\n".join(pieces) == whole
+    assert f"{path}: invalid UTF-8 on 1 line(s), first at line 6" in caplog.text
+    with pytest.raises(ValueError, match=rf"{path}:6: invalid UTF-8 at byte 7 of the line"):
+        list(sentences.read_text_blocks(str(path), "error", block_bytes))
+    tokenizer = cpd.batch_tokenizer("python", VOCAB_FILE, True)
+    expected_stats = {}
+    expected = cpd.read_corpus([str(path)], tokenizer, expected_stats, "replace")
+    monkeypatch.setattr(sentences, "read_text_blocks", functools.partial(
+        sentences.read_text_blocks, block_bytes=block_bytes))
+    stats = {}
+    corpus = cpd.read_corpus([str(path), str(path)], tokenizer, stats, "replace")
+    assert corpus.documents() == expected.documents() * 2
+    assert len(expected.documents()) == 3
+    assert stats == {key: 2 * value for key, value in expected_stats.items()}
+    (tmp_path / "empty.txt").write_bytes(b"")
+    assert list(sentences.read_text_blocks(str(tmp_path / "empty.txt"))) == [""]
+
+
 def _dead_pid() -> int:
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)

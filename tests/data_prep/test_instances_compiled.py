@@ -136,3 +136,8 @@ def test_records_from_the_table_equal_the_generic_encoder(options):
     expected = {}
     cpd._batch_stats(batch.features, batch.target_seq_length, vocab_ids, o, expected)
     assert pretraining_records.table_stats(table, vocab_ids, o) == expected
+    # What the table holds an instance: 7 int32, a byte per position up to 256 tokens, two
+    # per new id for a vocabulary below 65536 ids.
+    assert table.rows.dtype == np.int32
+    assert table.positions.dtype == (np.uint8 if o.max_seq_length <= 256 else np.uint16)
+    assert table.new_ids.dtype == np.uint16
