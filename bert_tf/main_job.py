@@ -14,6 +14,7 @@ Every stage resumes or skips finished work when the job is run again.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -21,9 +22,12 @@ import time
 from absl import app, flags
 
 from data_prep import command
+from data_prep.atomic_io import write_text
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("work_dir", "runs/demo", "Where the stages write (their flagfiles' paths).")
+DEFAULT_WORK_DIR = "runs/demo"  # the directory the stages' flagfiles name
+flags.DEFINE_string("work_dir", DEFAULT_WORK_DIR, "Where the stages read and write: the "
+                    "flagfiles' runs/demo/ paths are moved here.")
 flags.DEFINE_list("skip", [], "Stage names to skip: vocab,pretraining_data,pretrain,finetune,"
                   "export,predict.")
 
@@ -42,6 +46,22 @@ EXAMPLES = ("a gripping, beautifully acted film that stays with you",
 
 def _repo_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def stage_flagfile(flagfile: str, work_dir: str) -> str:
+    """`flagfile` itself for the default work_dir; else a copy under work_dir/flags/ in which
+    every runs/demo path is moved to work_dir (the shipped flagfiles stay the recipes)."""
+    if os.path.abspath(work_dir) == os.path.abspath(DEFAULT_WORK_DIR):
+        return flagfile
+    target = os.path.abspath(work_dir)
+    with open(flagfile, encoding="utf-8") as f:
+        lines = f.read().splitlines(keepends=True)
+    moved = [line if line.lstrip().startswith("#") else
+             re.sub(rf"(?<![\w/.]){re.escape(DEFAULT_WORK_DIR)}(?=/|$|\s)", target, line)
+             for line in lines]
+    path = os.path.join(target, "flags", os.path.basename(flagfile))
+    write_text(path, "".join(moved))
+    return path
 
 
 def _run_stage(index: int, total: int, name: str, module: str, flagfile: str) -> float:
@@ -87,7 +107,8 @@ def main(argv) -> None:
     total = len(stages) + 1
     job_start = time.time()
     for i, (name, module, flagfile) in enumerate(stages, 1):
-        timings[name] = _run_stage(i, total, name, module, flagfile)
+        timings[name] = _run_stage(i, total, name, module,
+                                   stage_flagfile(flagfile, FLAGS.work_dir))
     work = FLAGS.work_dir
     export_dir = os.path.join(work, "export", "sst2_classifier")
     print(f"\n=== [{total}/{total}] predict from {export_dir}", flush=True)
