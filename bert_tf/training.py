@@ -32,6 +32,7 @@ from data_prep.atomic_io import write_text
 _LOG = logging.getLogger("bert_tf.training")
 
 BEST_DIR = "best"  # output_dir/best/: `model` checkpoint + best_metric.json
+POSITIONS_LOG = "_token_positions"  # train loop output: token positions the steps computed
 BEST_METRIC_FILE = "best_metric.json"
 
 
@@ -233,18 +234,29 @@ class Trainer:
     def _build_train_loop(self):
         strategy = self.strategy
 
+        def positions(batch):
+            # The token positions the step computes: with length bucketing a batch is only
+            # as wide as its bucket, so this is not train_batch_size * max_seq_length.
+            return tf.cast(tf.size(batch["input_ids"]), tf.float32)
+
         @tf.function
         def train_loop(iterator, num_steps):
+            """Mean of each log over num_steps steps, plus the summed POSITIONS_LOG."""
             def one_step():
-                out = strategy.run(self._replica_step, args=(next(iterator),))
-                return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
-                        for k, v in out.items()}
+                batch = next(iterator)
+                out = strategy.run(self._replica_step, args=(batch,))
+                out = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                       for k, v in out.items()}
+                return out, strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                            strategy.run(positions, args=(batch,)), axis=None)
 
-            totals = one_step()
+            totals, tokens = one_step()
             for _ in tf.range(num_steps - 1):
-                out = one_step()
+                out, more = one_step()
                 totals = {k: totals[k] + out[k] for k in totals}
-            return {k: v / tf.cast(num_steps, tf.float32) for k, v in totals.items()}
+                tokens += more
+            means = {k: v / tf.cast(num_steps, tf.float32) for k, v in totals.items()}
+            return {**means, POSITIONS_LOG: tokens}
 
         return train_loop
 
@@ -276,24 +288,24 @@ class Trainer:
                 t0 = time.time()
                 out = train_loop(iterator, tf.constant(num_steps, tf.int32))
                 logs = {k: float(v) for k, v in out.items()}
+                token_rate = logs.pop(POSITIONS_LOG) / (time.time() - t0)
                 elapsed = time.time() - t0
                 step = self.step
                 rate = num_steps * seq_per_step / elapsed
-                seq_len = getattr(self.task, "max_seq_length", 0)
                 lr = float(keras.ops.convert_to_tensor(self._learning_rate()))
                 done = step - start_step
                 eta = (args.num_train_steps - step) * (time.time() - t_run) / max(done, 1)
                 _LOG.info("step %d/%d  loss %.4f  %s  %.1f seq/s  %.0f tok/s  lr %.3g  ETA %s",
                           step, args.num_train_steps, logs["loss"],
                           "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k != "loss"),
-                          rate, rate * seq_len, lr, _format_eta(eta))
+                          rate, token_rate, lr, _format_eta(eta))
                 if writer is not None:
                     with writer.as_default(step=step):
                         for k, v in logs.items():
                             tf.summary.scalar(k, v)
                         tf.summary.scalar("learning_rate", lr)
                         tf.summary.scalar("sequences_per_second", rate)
-                        tf.summary.scalar("tokens_per_second", rate * seq_len)
+                        tf.summary.scalar("tokens_per_second", token_rate)
                 if step % args.save_checkpoints_steps == 0 or step >= args.num_train_steps:
                     self.save()
                 if preemption.requested:
