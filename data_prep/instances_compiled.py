@@ -24,7 +24,7 @@ import dataclasses
 import random
 from typing import Iterator, Sequence
 
-import numba
+from data_prep.compiled import numba
 import numpy as np
 
 from data_prep import instances as inst
@@ -515,7 +515,9 @@ def iter_instance_batches(documents: Sequence[inst.Document] | inst.Corpus,
 def warm_up() -> None:
     """Compiles (or loads from the cache) the kernels, on a tiny pool (see
     record_kernels.warm_up): once in a fork server instead of once per worker."""
-    vocab = inst.VocabIds(2, 3, 4, tuple(range(12)), (False,) * 10 + (True,) * 2)
+    # (300 ids: new ids are uint16, as for a real vocabulary, so the shards' kernels are the
+    # ones loaded)
+    vocab = inst.VocabIds(2, 3, 4, tuple(range(300)), (False,) * 10 + (True,) * 290)
     documents = [[[5, 6, 10], [7, 11]], [[8, 9]]]
     for whole_words in (False, True):
         options = inst.InstanceOptions(max_seq_length=8, max_predictions_per_seq=2,

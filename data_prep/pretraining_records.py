@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-import numba
+from data_prep.compiled import numba
 import numpy as np
 
 from data_prep import record_kernels as rk
@@ -172,7 +172,7 @@ def table_stats(table, vocab: VocabIds, options: InstanceOptions) -> dict:
 def warm_up() -> None:
     """Compiles (or loads from the cache) the kernel (see record_kernels.warm_up)."""
     from data_prep import instances_compiled
-    vocab = VocabIds(2, 3, 4, tuple(range(12)), (False,) * 12)
+    vocab = VocabIds(2, 3, 4, tuple(range(300)), (False,) * 300)  # (uint16 new ids)
     options = InstanceOptions(max_seq_length=8, max_predictions_per_seq=2)
     table = instances_compiled.create_table([[[5, 6, 7], [8, 9]], [[10, 11]]], vocab, options,
                                             1, random.Random(0))

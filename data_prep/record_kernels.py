@@ -15,10 +15,11 @@ from __future__ import annotations
 import platform
 
 import llvmlite.binding as llvm
-import numba
 import numpy as np
 from llvmlite import ir
-from numba import types
+
+from data_prep.compiled import numba
+from numba import types  # noqa: E402  (after data_prep.compiled: see there)
 from numba.extending import intrinsic
 
 _CRC32C_POLY = 0x82F63B78  # Castagnoli, bit-reversed: TFRecord's checksum

@@ -13,7 +13,7 @@ give a token another token's ids.
 """
 from __future__ import annotations
 
-import numba
+from data_prep.compiled import numba
 import numpy as np
 
 _FNV_OFFSET = np.uint64(14695981039346656037)

@@ -18,7 +18,7 @@ match a piece of an ASCII word, so leaving them out changes no result.
 """
 from __future__ import annotations
 
-import numba
+from data_prep.compiled import numba
 import numpy as np
 
 from data_prep import token_table, tokenization
