@@ -614,21 +614,47 @@ def _init_worker(verbosity: int) -> None:
     logging.set_verbosity(verbosity)
 
 
-def _pool_context():
-    """Worker processes that never inherit a parent's running TensorFlow.
+def _pool_context(settings: Settings):
+    """Worker processes that never inherit a running TensorFlow, and start at once.
 
-    Forking this process is unsafe once TensorFlow has run (its thread pools do not survive a
-    fork), so workers come from a fork server: a fresh interpreter that imports this module
-    (and so TensorFlow, ~4 s) and loads the compiled record kernels once (worker_preload.py),
-    without running anything else, and forks each worker from that. Workers start in
-    milliseconds instead of each importing TensorFlow, and the server is reused by later pools
-    of this process. "spawn" where there is no fork server.
+    Where this process has no other thread and has not imported TensorFlow (the command
+    line: TFRecords are written without it), workers are forked from it ("fork"), after the
+    vocabulary, the tokenizer and the compiled kernels are loaded here (prepare_workers):
+    every worker starts with them, and they are loaded once.
+
+    Forking is unsafe once TensorFlow has run (its thread pools do not survive a fork), so
+    otherwise workers come from a fork server: a fresh interpreter that imports this module
+    and loads the compiled kernels once (worker_preload.py), without running anything else,
+    and forks each worker from that. Workers start in milliseconds instead of each importing
+    TensorFlow, and the server is reused by later pools of this process. "spawn" where there
+    is neither.
     """
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    import sys
+    import threading
+    methods = multiprocessing.get_all_start_methods()
+    if ("fork" in methods and "tensorflow" not in sys.modules
+            and threading.active_count() == 1):
+        prepare_workers(settings)
+        return multiprocessing.get_context("fork")
+    if "forkserver" not in methods:
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["__main__", "data_prep.worker_preload"])
     return context
+
+
+def prepare_workers(settings: Settings) -> None:
+    """Loads what every shard of these settings uses (vocabulary, tokenizer, compiled kernels
+    from numba's cache), so that workers forked afterwards have it already."""
+    from data_prep import pretraining_records, token_table, wordpiece_compiled
+    load_vocab_ids(settings.vocab_file)
+    batch_tokenizer(settings.tokenizer, settings.vocab_file, settings.do_lower_case)
+    token_table.warm_up()
+    wordpiece_compiled.warm_up()
+    if settings.rng == "original":
+        instances_compiled.warm_up()
+        if settings.task == "nsp" and settings.masking == "static":
+            pretraining_records.warm_up()
 
 
 def validate(settings: Settings, num_workers: int) -> None:
@@ -720,7 +746,8 @@ def create_pretraining_data(input_files: Sequence[str], output_files: Sequence[s
         for job in pending:
             record(process_shard(job))
     else:
-        with _pool_context().Pool(workers, _init_worker, (logging.get_verbosity(),)) as pool:
+        context = _pool_context(settings)
+        with context.Pool(workers, _init_worker, (logging.get_verbosity(),)) as pool:
             largest_first = sorted(pending, key=lambda job: -sizes[job.index])  # balances
             for manifest in pool.imap_unordered(process_shard, largest_first):
                 record(manifest)

@@ -236,8 +236,8 @@ def test_failure_mid_shard_leaves_no_shard(tmp_path, monkeypatch):
 
 # --- Command line -----------------------------------------------------------------------------
 
-def run_cli(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+def run_cli(*args, env=None):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
     return subprocess.run([sys.executable, "-m", "data_prep.create_pretraining_data", *args],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
@@ -265,6 +265,28 @@ def test_cli_with_the_tiny_flagfile(tmp_path):
                     f"--output_dir={out}", "--max_seq_length=4")
     assert short.returncode != 0
     assert short.stderr.rstrip().endswith("max_seq_length must be >= 5, got 4")
+
+
+def test_cli_workers_are_forked_with_the_kernels_loaded_and_give_the_same_bytes(
+        three_inputs, tmp_path):
+    """The command line (no TensorFlow imported) forks its workers from itself after loading
+    the kernels once; the shards are those of an in-process one-worker run."""
+    s = settings(random_seed=3)
+    one = [str(tmp_path / "w1" / f"s{k}.tfrecord") for k in range(3)]
+    cpd.create_pretraining_data(three_inputs, one, s, num_workers=1)
+    out = tmp_path / "cli"
+    result = run_cli(f"--input_file={','.join(three_inputs)}", f"--vocab_file={VOCAB_FILE}",
+                     f"--output_dir={out}", "--dupe_factor=2", "--random_seed=3",
+                     "--num_workers=2", env={"NUMBA_DEBUG_CACHE": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    for k, a in enumerate(one):
+        assert read_bytes(a) == read_bytes(out / f"pretraining_data-0000{k}-of-00003.tfrecord")
+    log = (result.stdout + result.stderr).splitlines()
+    loads = [line for line in log if "instances_compiled._pass" in line
+             and ("data loaded" in line or "data saved" in line)]
+    assert len(loads) == 1, loads  # in the parent, before forking
+    # (a fork server would have loaded record_kernels too: worker_preload warms them up)
+    assert not [line for line in log if "record_kernels.put_varints" in line]
 
 
 def test_resolve_outputs():
