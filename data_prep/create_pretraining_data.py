@@ -63,10 +63,13 @@ table (instances_compiled.InstanceTable: 28 + 3 x max_predictions_per_seq bytes 
 ~2.3 bytes per input byte at the defaults with dupe_factor=10). That table cannot be bounded
 independently of the shard: the original shuffles all instances of its input at the end, so a
 shard's last-made instance may be its first record, and every instance must be known before
-the first is written. Peak RSS is thus ~0.2 GB plus ~4 bytes per input byte of the largest
-shard (measured: 0.23 GB for a 9.6 MB shard, 0.6 GB for a 100 MB one); for more, split the
-input into files and give --num_shards (shards are made of whole files), e.g. one shard per
-1-2 GB of text keeps a worker under ~8 GB.
+the first is written. Peak RSS per worker is thus ~0.16 GB (Python, numpy, numba and its
+compiled kernels) plus ~4.2 bytes per input byte of its largest shard (measured on the
+shipped books repeated: 0.21 GB for a 9.6 MB shard, 0.58 GB for a 100 MB one; ~4.4 GB would
+be a 1 GB shard). To bound it, bound the shard: shards are made of whole input files, so split
+the input into files and give --num_shards (e.g. shards of at most ~1 GB of text keep each
+worker under ~5 GB); with --num_workers=N, N shards are in memory at once. (The original
+holds every document and instance as Python objects: ~80 MB per MB of input.)
 
 Each shard is written to `<shard>.tmp-<host>-<pid>-<random>` and renamed when complete; its
 manifest `<shard>.manifest.json` (counts + a fingerprint of everything that determines the bytes) is
