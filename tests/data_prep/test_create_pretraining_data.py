@@ -418,6 +418,26 @@ def test_reading_in_blocks_gives_the_whole_file_reading(tmp_path, monkeypatch, c
     assert list(sentences.read_text_blocks(str(tmp_path / "empty.txt"))) == [""]
 
 
+def test_records_are_written_while_the_shard_is_encoded(tmp_path, monkeypatch):
+    """A shard's records go to its temporary file chunk by chunk, not held until the end."""
+    from data_prep import pretraining_records
+    source = corpus_slice(tmp_path, "in.txt", "blake-poems", 300)
+    out = tmp_path / "o.tfrecord"
+    seen = []
+    encode = pretraining_records.encode
+
+    def spying_encode(*args, **kwargs):
+        seen.append(sum(os.path.getsize(p) for p in glob.glob(f"{out}.tmp-*")))
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(pretraining_records, "encode", spying_encode)
+    monkeypatch.setattr(cpd, "_ENCODE_BATCH", 16)
+    summary = cpd.create_pretraining_data([source], [str(out)], settings())
+    assert len(seen) == -(-summary["counts"]["instances"] // 16) > 10
+    assert seen == sorted(seen) and seen[0] == 0 and seen[-1] > 0.8 * out.stat().st_size
+    assert not glob.glob(f"{out}.tmp-*")
+
+
 def _dead_pid() -> int:
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
