@@ -105,6 +105,20 @@ def test_classifier_gets_the_encoder(fmt, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("fmt", sorted(WRITERS))
+def test_a_bare_encoder_gets_the_pretrainers_encoder(fmt, tmp_path):
+    """What extract_features and `export --kind=encoder` load: a BertEncoder alone from a
+    pretrainer's checkpoint (the heads are the checkpoint's, not the encoder's, extras)."""
+    source = _pretrainer(seed=6)
+    path = WRITERS[fmt](source, tmp_path)
+    encoder = _encoder(seed=7)
+    init_from_checkpoint(encoder, path)
+    ours, theirs = encoder(_inputs(), training=False), source.encoder(_inputs(), training=False)
+    for key in ("sequence_output", "pooled_output"):
+        np.testing.assert_allclose(np.asarray(ours[key]), np.asarray(theirs[key]),
+                                   rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("fmt", ["bert_tf", "keras"])
 def test_pretrainer_from_encoder_only_names_the_heads_left_initialised(fmt, tmp_path, caplog):
     encoder = _encoder(seed=5)

@@ -59,9 +59,16 @@ class TrainingCheckpointReader(names.CheckpointReader):
         if not roots:
             raise ValueError(f"{prefix}: no '{_ROOT}' in this checkpoint; not written by "
                              "bert_tf training.")
+        root = roots[0]
+        if encoder_of(model) is model:
+            # A bare encoder from a task model's checkpoint: walk from the checkpoint model's
+            # encoder, so that its heads count as the task model's, not as encoder weights
+            # the model lacks.
+            root = next((c.node_id for c in graph.nodes[root].children
+                         if c.local_name == "encoder"), root)
         keys: dict[int, str] = {}  # id(python variable) -> checkpoint key
         nodes: dict[int, int] = {}  # id(python object) -> checkpoint node
-        _walk(graph, roots[0], model, keys, nodes)
+        _walk(graph, root, model, keys, nodes)
         shapes = self._reader.get_variable_to_shape_map()
         self._keys = {path: keys[id(v)] for path, v in names.model_weights(model).items()
                       if id(v) in keys}
