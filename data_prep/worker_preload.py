@@ -1,5 +1,9 @@
 """Imported once by create_pretraining_data's fork server; its workers fork from that process.
 
+(The fork server is used where the calling process has TensorFlow loaded or other threads, as
+a library caller may; the command line forks its workers from itself instead, after loading
+the same kernels: create_pretraining_data._pool_context.)
+
 So every worker starts with TensorFlow, the tokenizer modules and the compiled kernels
 (instances_compiled, pretraining_records, record_kernels, token_table,
 wordpiece_compiled) already loaded, instead of
