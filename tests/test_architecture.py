@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import pathlib
+import re
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("bert_tf", "data_prep")
@@ -113,8 +114,8 @@ def test_architecture_doc_names_every_module_and_subpackage():
     missing = []
     for package in PACKAGES:
         for path in sorted((REPO / package).iterdir()):
-            if path.suffix == ".py" and path.stem != "__init__" and f"`{path.name}`" not in text \
-                    and f"{path.stem}.py" not in text:
+            if path.suffix == ".py" and path.stem != "__init__" and not re.search(
+                    rf"`{re.escape(path.name)}`", text):
                 missing.append(f"{package}/{path.name}")
             if path.is_dir() and (path / "__init__.py").exists() and f"`{path.name}/`" not in text:
                 missing.append(f"{package}/{path.name}/")
