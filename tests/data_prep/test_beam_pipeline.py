@@ -163,9 +163,8 @@ def test_sigkill_mid_shard_then_rerun_gives_the_uninterrupted_bytes(tmp_path):
     group) while a shard is being written: no final name holds a partial shard, and the rerun
     writes exactly the shards of a run that was never killed (the local runner's)."""
     import glob
-    import signal
-    import time
-    from tests.data_prep.test_create_pretraining_data import CORPUS_DIR
+    from tests.data_prep.test_create_pretraining_data import (
+        CORPUS_DIR, sigkill_while_a_shard_is_written)
     from tests.data_prep.test_create_pretraining_data import run_cli as run_local_cli
     args = [f"--input_file={CORPUS_DIR}/*.txt", f"--vocab_file={VOCAB_FILE}",
             "--num_shards=3", "--dupe_factor=4", "--random_seed=5"]
@@ -176,21 +175,8 @@ def test_sigkill_mid_shard_then_rerun_gives_the_uninterrupted_bytes(tmp_path):
     expected = {os.path.basename(p): read_bytes(p) for p in shard_files(tmp_path / "local")}
 
     out = tmp_path / "killed"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    job = subprocess.Popen([sys.executable, "-m", "data_prep.beam_pipeline", *args,
-                            f"--output_dir={out}", *beam_args], cwd=REPO, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline and job.poll() is None:
-            if os.path.isdir(out) and any(".tfrecord.tmp-" in n for n in os.listdir(out)):
-                break
-            time.sleep(0.001)
-        assert job.poll() is None, "the run ended before a shard was being written"
-    finally:
-        os.killpg(job.pid, signal.SIGKILL)
-        job.wait()
+    sigkill_while_a_shard_is_written(
+        ["data_prep.beam_pipeline", *args, f"--output_dir={out}", *beam_args], out, 240)
     assert glob.glob(str(out / "*.tfrecord.tmp-*")), "the kill left no temporary to clean"
     for path in glob.glob(str(out / "*.tfrecord")):  # what a final name holds is complete
         assert read_bytes(path) == expected[os.path.basename(path)], path

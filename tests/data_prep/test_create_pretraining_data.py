@@ -236,6 +236,28 @@ def test_failure_mid_shard_leaves_no_shard(tmp_path, monkeypatch):
 
 # --- Command line -----------------------------------------------------------------------------
 
+def sigkill_while_a_shard_is_written(command: list, out, timeout_s: float) -> subprocess.Popen:
+    """Starts `python -m <command>` in its own process group and SIGKILLs the whole group as
+    soon as a shard temporary appears under `out`; returns the reaped process."""
+    import signal
+    import time
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    job = subprocess.Popen([sys.executable, "-m", *command], cwd=REPO, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    deadline = time.time() + timeout_s
+    try:
+        while time.time() < deadline and job.poll() is None:
+            if os.path.isdir(out) and any(".tfrecord.tmp-" in n for n in os.listdir(out)):
+                break
+            time.sleep(0.001)
+        assert job.poll() is None, "the run ended before a shard was being written"
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+    return job
+
+
 def run_cli(*args, env=None):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
     return subprocess.run([sys.executable, "-m", "data_prep.create_pretraining_data", *args],
@@ -489,7 +511,6 @@ def test_sigkill_mid_shard_then_rerun_gives_the_uninterrupted_bytes(tmp_path):
     written: no final name holds a partial shard, and the rerun leaves no temporary and
     writes exactly the bytes of a run that was never killed."""
     import signal
-    import time
     args = [f"--input_file={CORPUS_DIR}/*.txt", f"--vocab_file={VOCAB_FILE}",
             "--num_shards=3", "--num_workers=2", "--dupe_factor=4", "--random_seed=5"]
     whole = run_cli(*args, f"--output_dir={tmp_path / 'whole'}")
@@ -499,21 +520,8 @@ def test_sigkill_mid_shard_then_rerun_gives_the_uninterrupted_bytes(tmp_path):
     assert len(expected) == 3
 
     out = tmp_path / "killed"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    job = subprocess.Popen([sys.executable, "-m", "data_prep.create_pretraining_data", *args,
-                            f"--output_dir={out}"], cwd=REPO, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline and job.poll() is None:
-            if os.path.isdir(out) and any(".tfrecord.tmp-" in n for n in os.listdir(out)):
-                break
-            time.sleep(0.001)
-        assert job.poll() is None, "the run ended before a shard was being written"
-    finally:
-        os.killpg(job.pid, signal.SIGKILL)
-        job.wait()
+    job = sigkill_while_a_shard_is_written(
+        ["data_prep.create_pretraining_data", *args, f"--output_dir={out}"], out, 120)
     assert job.returncode == -signal.SIGKILL
     assert glob.glob(str(out / "*.tfrecord.tmp-*")), "the kill left no temporary to clean"
     for path in glob.glob(str(out / "*.tfrecord")):  # what a final name holds is complete
