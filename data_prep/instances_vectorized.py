@@ -207,7 +207,6 @@ class _Masker:
     def __call__(self, rows: dict, rng: np.random.Generator) -> dict:
         vocab, options, col = self.vocab, self.options, self.col
         n, seq = len(rows["a_len"]), options.max_seq_length
-        num_pred = options.max_predictions_per_seq
         a_len = rows["a_len"]
         length = a_len + rows["b_len"] + 3
         ids = np.where(col <= a_len[:, None], self.windows[rows["a_start"] - 1 + self.pad],
@@ -227,29 +226,8 @@ class _Masker:
             num_candidates = length - 3
         for index, token in zip(specials, (vocab.cls_id, vocab.sep_id, vocab.sep_id)):
             flat_ids[index] = token
-        limit = np.minimum(num_pred, np.maximum(
-            1, np.rint(length * options.masked_lm_prob).astype(np.int64)))
-        if options.do_whole_word_mask:
-            positions, weights, group = self._choose_words(ids, candidate, limit, base, rng)
-        else:
-            positions, weights = self._choose_pieces(candidate, np.minimum(
-                limit, num_candidates), num_candidates, rng)
-            group = None
-        flat = (base[:, None] + positions)[weights]  # row-major, sorted within a row
-        labels = flat_ids[flat]
-        if group is not None and options.wwm_mask_decision == "per_word":
-            word = group.reshape(-1)[flat]  # a word's chosen pieces are consecutive here
-            first = np.ones(len(flat), bool)
-            first[1:] = (word[1:] != word[:-1]) | (flat[1:] // seq != flat[:-1] // seq)
-            u = rng.random(int(first.sum()))[np.cumsum(first) - 1]
-        else:
-            u = rng.random(len(flat))
-        flat_ids[flat[u < 0.8]] = vocab.mask_id
-        as_random = flat[u >= 0.9]  # 0.8 <= u < 0.9: keep
-        flat_ids[as_random] = self.random_ids[rng.integers(0, len(self.random_ids),
-                                                           len(as_random))]
-        masked_ids = np.zeros((n, num_pred), np.int32)
-        masked_ids[weights] = labels
+        positions, weights, masked_ids = self._mask(ids, candidate, num_candidates, length,
+                                                    base, rng)
         return {
             "input_ids": ids,
             "input_mask": input_mask.astype(np.int32),
@@ -269,7 +247,7 @@ class _Masker:
         words, and 80/10/10 are those of __call__. Returns features with input_ids masked and
         masked_lm_positions, masked_lm_ids (int32) and masked_lm_weights (float32) added.
         """
-        vocab, options = self.vocab, self.options
+        vocab = self.vocab
         ids = np.array(features["input_ids"], np.int32)
         n, seq = ids.shape
         input_mask = np.asarray(features["input_mask"]) > 0
@@ -277,6 +255,22 @@ class _Masker:
         candidate = input_mask & (ids != vocab.cls_id) & (ids != vocab.sep_id)
         num_candidates = candidate.sum(axis=1)
         base = np.arange(n, dtype=np.int64) * seq
+        positions, weights, masked_ids = self._mask(ids, candidate, num_candidates, length,
+                                                    base, rng)
+        return {**features, "input_ids": ids, "masked_lm_positions": positions,
+                "masked_lm_ids": masked_ids, "masked_lm_weights": weights.astype(np.float32)}
+
+    def _mask(self, ids: np.ndarray, candidate: np.ndarray, num_candidates: np.ndarray,
+              length: np.ndarray, base: np.ndarray, rng: np.random.Generator
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Chooses each row's positions and masks `ids` [n, seq] in place, 80/10/10.
+
+        candidate: bool [n, seq], the maskable tokens (num_candidates [n] of them); length [n]
+        counts [CLS]/[SEP]; base [n] = row * seq. Returns masked_lm_positions [n, num_pred],
+        masked_lm_weights (bool) and masked_lm_ids (int32, the original ids).
+        """
+        vocab, options = self.vocab, self.options
+        seq = ids.shape[1]
         limit = np.minimum(options.max_predictions_per_seq, np.maximum(
             1, np.rint(length * options.masked_lm_prob).astype(np.int64)))
         if options.do_whole_word_mask:
@@ -286,23 +280,22 @@ class _Masker:
                 limit, num_candidates), num_candidates, rng)
             group = None
         flat_ids = ids.reshape(-1)
-        flat = (base[:, None] + positions)[weights]
+        flat = (base[:, None] + positions)[weights]  # row-major, sorted within a row
         labels = flat_ids[flat]
         if group is not None and options.wwm_mask_decision == "per_word":
-            word = group.reshape(-1)[flat]
+            word = group.reshape(-1)[flat]  # a word's chosen pieces are consecutive here
             first = np.ones(len(flat), bool)
             first[1:] = (word[1:] != word[:-1]) | (flat[1:] // seq != flat[:-1] // seq)
             u = rng.random(int(first.sum()))[np.cumsum(first) - 1]
         else:
             u = rng.random(len(flat))
         flat_ids[flat[u < 0.8]] = vocab.mask_id
-        as_random = flat[u >= 0.9]
+        as_random = flat[u >= 0.9]  # 0.8 <= u < 0.9: keep
         flat_ids[as_random] = self.random_ids[rng.integers(0, len(self.random_ids),
                                                            len(as_random))]
         masked_ids = np.zeros(positions.shape, np.int32)
         masked_ids[weights] = labels
-        return {**features, "input_ids": ids, "masked_lm_positions": positions,
-                "masked_lm_ids": masked_ids, "masked_lm_weights": weights.astype(np.float32)}
+        return positions, weights, masked_ids
 
     def _sorted_keys(self, valid: np.ndarray, rng: np.random.Generator,
                      redraw) -> np.ndarray:
