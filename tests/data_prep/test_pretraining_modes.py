@@ -12,6 +12,7 @@ import tensorflow as tf
 from data_prep import create_pretraining_data as cpd
 from data_prep import instances as inst
 from data_prep import instances_packed, tfrecords
+from tests.data_prep.test_create_pretraining_data import settings as base_settings
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VOCAB_FILE = os.path.join(REPO, "tests", "data", "vocab_uncased.txt")
@@ -21,9 +22,9 @@ CLS, SEP, MASK = 101, 102, 103
 
 
 def settings(**kwargs):
-    options = {k: kwargs.pop(k) for k in list(kwargs) if k in inst.InstanceOptions.__annotations__}
+    """test_create_pretraining_data's settings, with one copy of the data by default."""
     kwargs.setdefault("dupe_factor", 1)
-    return cpd.Settings(VOCAB_FILE, options=inst.InstanceOptions(**options), **kwargs)
+    return base_settings(**kwargs)
 
 
 def parse(path, seq=128, pred=20):
