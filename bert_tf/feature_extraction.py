@@ -32,6 +32,7 @@ import tensorflow as tf
 from bert_tf.models import BertEncoder
 from bert_tf.sentence_embedding import pool_tokens
 from data_prep import atomic_io
+from data_prep.classifier_features import truncate_seq_pair
 from data_prep.file_identity import file_fingerprint
 from data_prep.tfrecords import encode_tfrecords
 from data_prep.tokenization import FullTokenizer
@@ -86,17 +87,12 @@ def read_examples(path: str) -> Iterator[Example]:
                 yield Example(number, pair.group(1), pair.group(2))
 
 
-def _truncate_pair(tokens_a: list, tokens_b: list, budget: int) -> None:
-    while len(tokens_a) + len(tokens_b) > budget:
-        (tokens_a if len(tokens_a) > len(tokens_b) else tokens_b).pop()
-
-
 def example_features(example: Example, tokenizer: FullTokenizer, seq_length: int) -> Features:
     """The original's `convert_examples_to_features` for one example (unpadded)."""
     tokens_a = tokenizer.tokenize(example.text_a)
     tokens_b = tokenizer.tokenize(example.text_b) if example.text_b else None
     if tokens_b:
-        _truncate_pair(tokens_a, tokens_b, seq_length - 3)
+        truncate_seq_pair(tokens_a, tokens_b, seq_length - 3)
     else:
         tokens_a = tokens_a[:seq_length - 2]
     tokens = ["[CLS]", *tokens_a, "[SEP]"]

@@ -288,8 +288,8 @@ class Trainer:
                 t0 = time.time()
                 out = train_loop(iterator, tf.constant(num_steps, tf.int32))
                 logs = {k: float(v) for k, v in out.items()}
-                token_rate = logs.pop(POSITIONS_LOG) / (time.time() - t0)
                 elapsed = time.time() - t0
+                token_rate = logs.pop(POSITIONS_LOG) / elapsed
                 step = self.step
                 rate = num_steps * seq_per_step / elapsed
                 lr = float(keras.ops.convert_to_tensor(self._learning_rate()))
