@@ -26,8 +26,8 @@ setup(
         "numba>=0.68",
         # Imported directly, though tensorflow or numba bring them too: declared so that a
         # change in what those pull in cannot break an import here.
-        "llvmlite",  # data_prep/record_kernels.py: the SSE4.2 CRC32C intrinsic for TFRecord framing
-        "flatbuffers",  # data_prep/char_tables.py writes tf-text's normalisation tables
+        "llvmlite",  # data_prep/pretraining/record_kernels.py: the SSE4.2 CRC32C intrinsic for TFRecord framing
+        "flatbuffers",  # data_prep/tokenizer/char_tables.py writes tf-text's normalisation tables
         "ml_dtypes",  # bfloat16 checkpoint tensors as numpy arrays
     ],
     extras_require={

@@ -309,7 +309,7 @@ def _available(name: str) -> str | None:
 def _features(args) -> tuple[str, str]:
     """bert_tf's cached SST-2 feature files (written once, before anything is timed)."""
     from benchmarks import common  # noqa: F401
-    from data_prep import glue
+    from data_prep.tasks import glue
 
     task = glue.get_task("sst2")
     cache = os.path.join(args.work_dir, "features")

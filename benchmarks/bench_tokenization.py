@@ -33,7 +33,7 @@ of its own (benchmarks/tokenize_process.py: start Python, import, build the toke
 from the vocab, tokenize every line to ids), the way a script pays for it:
   original     google-research/bert's bert/tokenization.py FullTokenizer (PyPI
                bert-tensorflow==1.0.4, pip install --no-deps), line by line;
-  ours_python  data_prep.tokenization.FullTokenizer, line by line;
+  ours_python  data_prep.tokenizer.tokenization.FullTokenizer, line by line;
   ours_lines   the batch tokenizer create_pretraining_data uses;
   ours_tf      BertTextTokenizer.batch_tokenize;
   hf           tokenizers' BertWordPieceTokenizer.encode_batch.
@@ -60,7 +60,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 
-from data_prep import tokenization  # noqa: E402
+from data_prep.tokenizer import tokenization  # noqa: E402
 from tests.data_prep import reference_tokenizer as ref  # noqa: E402
 
 VOCAB = os.path.join(REPO, "tests", "data", "vocab_uncased.txt")
@@ -113,7 +113,7 @@ def median_rates(fns: dict, n: int, repeats: int) -> dict:
 def runners(lines: list[str], batch_size: int):
     """name -> (zero-arg function tokenizing all lines, function returning ids)."""
     import tensorflow as tf  # here, so that --mode=process keeps this process small
-    from data_prep import text_tokenizer
+    from data_prep.tokenizer import text_tokenizer
     bert = text_tokenizer.BertTextTokenizer(VOCAB, do_lower_case=True)
     tensors = [tf.constant(lines[i:i + batch_size]) for i in range(0, len(lines), batch_size)]
     full = tokenization.FullTokenizer(VOCAB, do_lower_case=True)

@@ -11,10 +11,10 @@ times as separate files. Rows:
   ours, rng=original / rng=vectorized, 1 worker / 2 workers: create_pretraining_data end to
     end (read, tokenize, instances, encode, write shards), wall clock including tokenizer
     set-up and worker start-up. rng=original reproduces the original's draws; rng=vectorized
-    (data_prep/instances_vectorized.py) keeps its rules and probabilities, not its draws.
+    (data_prep/pretraining/instances_vectorized.py) keeps its rules and probabilities, not its draws.
   reference: tests/data_prep/reference_pretraining_data.py (the original script's algorithm
     on token strings, one process, one tf.train.Example per instance) with
-    data_prep.tokenization.FullTokenizer -- the stand-in for the original script.
+    data_prep.tokenizer.tokenization.FullTokenizer -- the stand-in for the original script.
   reference, literal tokenizer (--literal_tokenizer): the same with
     tests/data_prep/reference_tokenizer.py, the original's tokenizer rules one character at a
     time, closer to the original tokenizer's speed.
@@ -47,9 +47,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import logging  # noqa: E402
 
-from data_prep import create_pretraining_data as cpd  # noqa: E402
-from data_prep import instances as inst  # noqa: E402
-from data_prep import tokenization  # noqa: E402
+from data_prep.pretraining import shards as cpd  # noqa: E402
+from data_prep.pretraining import instances as inst  # noqa: E402
+from data_prep.tokenizer import tokenization  # noqa: E402
 from tests.data_prep import reference_pretraining_data as ref  # noqa: E402
 from tests.data_prep import reference_tokenizer  # noqa: E402
 

@@ -10,10 +10,10 @@ that contenders agree. Contenders:
   original     bert/tokenization.py FullTokenizer from bert-tensorflow==1.0.4 (the TF1 names
                it needs are checked by benchmarks/run_original.py), tokenize +
                convert_tokens_to_ids line by line
-  ours_python  data_prep.tokenization.FullTokenizer, line by line (pure Python, memoised)
-  ours_lines   data_prep.create_pretraining_data.batch_tokenizer("python"): what
+  ours_python  data_prep.tokenizer.tokenization.FullTokenizer, line by line (pure Python, memoised)
+  ours_lines   data_prep.pretraining.shards.batch_tokenizer("python"): what
                create_pretraining_data tokenizes with (compiled table of distinct tokens)
-  ours_tf      data_prep.text_tokenizer.BertTextTokenizer.batch_tokenize (in-graph, TF)
+  ours_tf      data_prep.tokenizer.text_tokenizer.BertTextTokenizer.batch_tokenize (in-graph, TF)
   hf           Hugging Face tokenizers BertWordPieceTokenizer.encode_batch (Rust, all cores)
 """
 from __future__ import annotations
@@ -42,19 +42,19 @@ def build(contender: str, vocab: str):
         tok = tokenization.FullTokenizer(vocab_file=vocab, do_lower_case=True)
         return _per_line(lambda s: tok.convert_tokens_to_ids(tok.tokenize(s)))
     if contender == "ours_python":
-        from data_prep import tokenization
+        from data_prep.tokenizer import tokenization
         tok = tokenization.FullTokenizer(vocab, do_lower_case=True)
         return _per_line(lambda s: tok.convert_tokens_to_ids(tok.tokenize(s)))
     if contender == "ours_lines":
-        from data_prep import create_pretraining_data
-        tok = create_pretraining_data.batch_tokenizer("python", vocab, True)
+        from data_prep.pretraining import shards
+        tok = shards.batch_tokenizer("python", vocab, True)
 
         def lines(texts):
             flat, counts = tok.flat(texts)
             return flat.tolist(), counts.tolist()
         return lines
     if contender == "ours_tf":
-        from data_prep import text_tokenizer
+        from data_prep.tokenizer import text_tokenizer
         tok = text_tokenizer.BertTextTokenizer(vocab, do_lower_case=True)
         return _lists(lambda texts: tok.batch_tokenize(texts, 4096))
     if contender == "hf":

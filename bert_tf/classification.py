@@ -1,6 +1,6 @@
 """The sentence (pair) classification / regression task (GLUE) for the one training loop.
 
-Reads the feature TFRecords of `data_prep.classifier_features`; loss as the original
+Reads the feature TFRecords of `data_prep.tasks.classifier_features`; loss as the original
 run_classifier (cross-entropy, or mean squared error for regression such as STS-B). Eval
 gathers every example's logits so that the task metrics (F1, Matthews, Spearman, ...) are
 computed exactly over the whole dev set, padding examples (is_real_example 0) excluded.
@@ -18,7 +18,7 @@ from bert_tf import bucketing, losses, metrics
 from bert_tf.config import BertConfig
 from bert_tf.models import INPUT_NAMES, BertClassifier, BertEncoder
 from bert_tf.task_base import FeatureFileTask
-from data_prep.classifier_features import parse_classifier_examples
+from data_prep.tasks.classifier_features import parse_classifier_examples
 
 
 class ClassificationTask(FeatureFileTask):

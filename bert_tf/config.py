@@ -11,7 +11,7 @@ import logging
 from typing import Any, Mapping
 
 from bert_tf import activations
-from data_prep.atomic_io import write_json
+from data_prep.files.atomic_io import write_json
 
 _LOG = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ here the records hold only token ids (create_pretraining_data --masking=none) an
 gets fresh masks as it is read, as in RoBERTa (Liu et al. 2019), so one copy of the data
 suffices and every epoch sees new masks.
 
-Rules (those of data_prep/instances.py, i.e. the original's, per sequence):
+Rules (those of data_prep/pretraining/instances.py, i.e. the original's, per sequence):
   * candidates: real tokens (input_mask 1) other than [CLS], [SEP] and [PAD];
   * num_to_predict = min(max_predictions_per_seq, max(1, round(length * masked_lm_prob))),
     length counting [CLS]/[SEP] as the original does; without whole words that many
@@ -77,7 +77,7 @@ class MaskingOptions:
 
         Raises ValueError naming --vocab_file when [CLS], [SEP], [PAD] or [MASK] is missing.
         """
-        from data_prep.tokenization import load_vocab
+        from data_prep.tokenizer.tokenization import load_vocab
         vocab = load_vocab(vocab_file)
         missing = [t for t in ("[CLS]", "[SEP]", "[PAD]", "[MASK]") if t not in vocab]
         if missing:

@@ -48,7 +48,7 @@ import tensorflow_text as tf_text
 from bert_tf.models import (BertClassifier, BertEncoder, BertPretrainer, BertSpanLabeler,
                             BertTokenClassifier, encoder_of)
 from bert_tf.sentence_embedding import POOLINGS, pool_tokens
-from data_prep.text_tokenizer import BertTextTokenizer
+from data_prep.tokenizer.text_tokenizer import BertTextTokenizer
 
 _LOG = logging.getLogger(__name__)
 KINDS = ("classifier", "span_labeler", "token_classifier", "fill_mask", "encoder")

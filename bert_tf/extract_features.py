@@ -35,7 +35,7 @@ from bert_tf.init_checkpoint import init_from_checkpoint
 from bert_tf.models import BertEncoder, encoder_of
 from bert_tf.sentence_embedding import POOLINGS
 from data_prep import command
-from data_prep.tokenization import FullTokenizer
+from data_prep.tokenizer.tokenization import FullTokenizer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input_file", None, "Text, one input per line: `text` or `text_a ||| text_b`.")

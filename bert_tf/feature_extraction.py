@@ -31,11 +31,11 @@ import tensorflow as tf
 
 from bert_tf.models import BertEncoder
 from bert_tf.sentence_embedding import pool_tokens
-from data_prep import atomic_io
-from data_prep.classifier_features import truncate_seq_pair
-from data_prep.file_identity import file_fingerprint
-from data_prep.tfrecords import encode_tfrecords
-from data_prep.tokenization import FullTokenizer
+from data_prep.files import atomic_io
+from data_prep.tasks.classifier_features import truncate_seq_pair
+from data_prep.files.file_identity import file_fingerprint
+from data_prep.files.tfrecords import encode_tfrecords
+from data_prep.tokenizer.tokenization import FullTokenizer
 
 _LOG = logging.getLogger(__name__)
 _PAIR = re.compile(r"^(.*) \|\|\| (.*)$")  # the original's separator, spaces included

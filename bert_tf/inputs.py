@@ -8,7 +8,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from data_prep.tfrecords import parse_pretraining_example
+from data_prep.files.tfrecords import parse_pretraining_example
 
 AUTOTUNE = tf.data.AUTOTUNE
 

@@ -22,7 +22,7 @@ import time
 from absl import app, flags
 
 from data_prep import command
-from data_prep.atomic_io import write_text
+from data_prep.files.atomic_io import write_text
 
 FLAGS = flags.FLAGS
 DEFAULT_WORK_DIR = "runs/demo"  # the directory the stages' flagfiles name

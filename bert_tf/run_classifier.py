@@ -30,7 +30,8 @@ from absl import app, flags
 from bert_tf import distribute, script_flags, training
 from bert_tf.classification import (ClassificationTask, evaluate_logits, output_probabilities,
                                     predict)
-from data_prep import command, glue
+from data_prep import command
+from data_prep.tasks import glue
 
 FLAGS = flags.FLAGS
 

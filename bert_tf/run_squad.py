@@ -35,7 +35,8 @@ from absl import app, flags
 from bert_tf import distribute, script_flags, squad_metrics, training
 from bert_tf.squad_postprocess import compute_predictions, write_predictions
 from bert_tf.squad_task import SquadTask
-from data_prep import command, squad
+from data_prep import command
+from data_prep.tasks import squad
 
 FLAGS = flags.FLAGS
 

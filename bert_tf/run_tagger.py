@@ -20,9 +20,10 @@ from absl import app, flags
 
 from bert_tf import distribute, script_flags, training
 from bert_tf.tagging import TaggingTask
-from data_prep import command, conll
-from data_prep.tfrecords import atomic_path
-from data_prep.tokenization import FullTokenizer
+from data_prep import command
+from data_prep.tasks import conll
+from data_prep.files.tfrecords import atomic_path
+from data_prep.tokenizer.tokenization import FullTokenizer
 
 FLAGS = flags.FLAGS
 

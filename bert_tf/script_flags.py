@@ -15,7 +15,7 @@ from bert_tf import bucketing, cpu_allocator, distribute, training
 from bert_tf.config import PRESETS, BertConfig
 from bert_tf.init_checkpoint import init_from_checkpoint
 from bert_tf.optimization import OPTIMIZERS, create_optimizer
-from data_prep.tokenization import load_vocab
+from data_prep.tokenizer.tokenization import load_vocab
 
 
 def define_model_flags() -> None:

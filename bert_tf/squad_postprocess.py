@@ -21,10 +21,10 @@ from typing import Sequence
 
 import numpy as np
 
-from data_prep.squad_examples import SquadExample
-from data_prep.squad_features import SquadFeature
-from data_prep.tokenization import BasicTokenizer
-from data_prep.atomic_io import write_json
+from data_prep.tasks.squad_examples import SquadExample
+from data_prep.tasks.squad_features import SquadFeature
+from data_prep.tokenizer.tokenization import BasicTokenizer
+from data_prep.files.atomic_io import write_json
 
 _LOG = logging.getLogger("bert_tf.squad")
 

@@ -1,6 +1,6 @@
 """The SQuAD task (v1.1 and v2.0) for the one training loop.
 
-Training reads the feature TFRecords of `data_prep.squad_features`; the loss is the original's:
+Training reads the feature TFRecords of `data_prep.tasks.squad_features`; the loss is the original's:
 the mean of the start and end position cross-entropies over the sequence. Evaluation gathers
 every feature's start/end logits and unique id and hands them to `evaluate_fn`, which turns
 them into answers and scores (post-processing needs the examples and token maps, which live
@@ -25,7 +25,7 @@ from bert_tf import bucketing, losses
 from bert_tf.config import BertConfig
 from bert_tf.models import INPUT_NAMES, BertEncoder, BertSpanLabeler
 from bert_tf.task_base import FeatureFileTask
-from data_prep.squad_features import parse_squad_features
+from data_prep.tasks.squad_features import parse_squad_features
 
 # unique_ids int [n], start_logits float32 [n, seq], end_logits float32 [n, seq] -> metrics.
 EvaluateFn = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, float]]

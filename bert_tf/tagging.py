@@ -17,7 +17,7 @@ from bert_tf import bucketing, metrics
 from bert_tf.config import BertConfig
 from bert_tf.models import INPUT_NAMES, BertEncoder, BertTokenClassifier
 from bert_tf.task_base import FeatureFileTask
-from data_prep.conll import parse_tagging_examples
+from data_prep.tasks.conll import parse_tagging_examples
 
 
 class TaggingTask(FeatureFileTask):

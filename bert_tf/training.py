@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from bert_tf import bucketing, cpu_allocator, distribute, inputs
 from bert_tf.task_base import Task
-from data_prep.atomic_io import write_text
+from data_prep.files.atomic_io import write_text
 
 _LOG = logging.getLogger("bert_tf.training")
 

@@ -14,11 +14,11 @@ The pipeline is
 
   Create(shard jobs) | Reshuffle | Map(build_shard) | ToList | Map(write_summary)
 
-where the jobs are create_pretraining_data.plan_jobs(...) (same input groups, seeds
+where the jobs are shards.plan_jobs(...) (same input groups, seeds
 random_seed + k and fingerprints as the local runner) and build_shard is its process_shard,
 unless the shard's file and matching manifest already exist (resume; checked on the worker).
 So the shards are byte-identical to a local run with the same flags, and either runner
-resumes the other's output. The summary is create_pretraining_data.summarize(...), written
+resumes the other's output. The summary is shards.summarize(...), written
 to the same summary.json; "runner" takes the place of "num_workers", and "seconds" is the
 wall time from the launch to the summary.
 
@@ -41,8 +41,10 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
-from data_prep import atomic_io, command
-from data_prep import create_pretraining_data as cpd
+from data_prep import command
+from data_prep.files import atomic_io
+from data_prep import create_pretraining_data
+from data_prep.pretraining import shards as cpd
 
 
 def build_shard(job: cpd.ShardJob) -> tuple[dict, bool]:
@@ -135,7 +137,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-    cpd.define_flags()
+    create_pretraining_data.define_flags()
     flags.DEFINE_string("beam_pipeline_options", "", "Beam pipeline options, as on a command "
                         "line, e.g. \"--runner=FlinkRunner --flink_master=host:8081\". Options "
                         "after a `--` are added.")
@@ -145,7 +147,7 @@ def main(argv):
     try:
         pipeline_args = shlex.split(FLAGS.beam_pipeline_options) + list(argv[1:])
         pipeline_options(pipeline_args)  # unknown options fail before any work
-        input_files, output_files, summary_file, settings = cpd.from_flags(FLAGS)
+        input_files, output_files, summary_file, settings = create_pretraining_data.from_flags(FLAGS)
         if FLAGS["num_workers"].present:
             logging.info("--num_workers is not used on Beam: the runner's options set the "
                          "parallelism (e.g. --direct_num_workers)")
@@ -153,7 +155,7 @@ def main(argv):
                                pipeline_args)
     except (ValueError, ImportError) as e:
         raise app.UsageError(str(e)) from e
-    cpd.report_outcome(summary, FLAGS.input_file, summary_file)
+    create_pretraining_data.report_outcome(summary, FLAGS.input_file, summary_file)
 
 
 def run() -> None:

@@ -4,7 +4,7 @@ documents), one output file per input file, written atomically.
   python -m data_prep.prepare_corpus --input_file='data/corpus/*.txt' \
       --output_dir=data/corpus_sentences
 
-See data_prep/sentences.py for the document and sentence rules.
+See data_prep/pretraining/sentences.py for the document and sentence rules.
 """
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import os
 
 from absl import app, flags, logging
 
-from data_prep import command, sentences
-from data_prep.atomic_io import write_text
+from data_prep import command
+from data_prep.pretraining import sentences
+from data_prep.files import text_files
+from data_prep.files.atomic_io import write_text
 
 FLAGS = flags.FLAGS
 
@@ -37,7 +39,7 @@ def prepare_file(input_path: str, output_path: str, max_document_sentences: int 
     The output appears only complete (written to a unique `<output>.tmp-*` file, then renamed).
     """
     with open(input_path, "rb") as f:
-        text = sentences.decode_text(f.read(), input_path, invalid_utf8)
+        text = text_files.decode_text(f.read(), input_path, invalid_utf8)
     documents = sentences.text_to_documents(text, max_document_sentences)
     if not documents:
         logging.warning("%s: no text found", input_path)
@@ -50,7 +52,7 @@ def prepare_corpus(input_spec: str, output_dir: str, max_document_sentences: int
     """All files of `input_spec` (comma-separated globs) into `output_dir`; returns counts."""
     if max_document_sentences < 0:
         raise ValueError(f"--max_document_sentences must be >= 0, got {max_document_sentences}")
-    inputs = sentences.expand_input_patterns(input_spec, "input_file")
+    inputs = text_files.expand_input_patterns(input_spec, "input_file")
     os.makedirs(output_dir, exist_ok=True)
     totals = {"files": 0, "documents": 0, "sentences": 0}
     for path in inputs:

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from data_prep.tfrecords import serialize_examples, write_tfrecord
+from data_prep.files.tfrecords import serialize_examples, write_tfrecord
 
 
 def write_pretraining_shards(directory: str, num_shards: int = 2, per_shard: int = 64,

@@ -19,10 +19,12 @@ from bert_tf.classification import ClassificationTask, predict
 from bert_tf.squad_postprocess import compute_predictions
 from bert_tf.squad_task import SquadTask, predict_logits
 from bert_tf.tagging import TaggingTask
-from data_prep import conll, glue, squad
-from data_prep.classifier_features import parse_classifier_examples
-from data_prep.tfrecords import serialize_examples, write_tfrecord
-from data_prep.tokenization import FullTokenizer
+from data_prep.tasks import conll
+from data_prep.tasks import glue
+from data_prep.tasks import squad
+from data_prep.tasks.classifier_features import parse_classifier_examples
+from data_prep.files.tfrecords import serialize_examples, write_tfrecord
+from data_prep.tokenizer.tokenization import FullTokenizer
 from tests.conftest import REPO_ROOT, TEST_DATA, make_inputs
 
 VOCAB = os.path.join(TEST_DATA, "vocab_uncased.txt")

@@ -13,9 +13,9 @@ import bert_tf
 from bert_tf import dynamic_masking as dm
 from bert_tf import optimization, training
 from bert_tf.pretraining import PretrainingTask
-from data_prep import create_pretraining_data as cpd
-from data_prep import instances as inst
-from data_prep import tfrecords
+from data_prep.pretraining import shards as cpd
+from data_prep.pretraining import instances as inst
+from data_prep.files import tfrecords
 from tests.conftest import REPO_ROOT, TEST_DATA
 
 VOCAB = os.path.join(TEST_DATA, "vocab_uncased.txt")

@@ -19,7 +19,7 @@ import tensorflow as tf
 import bert_tf
 from bert_tf import feature_extraction as fe
 from bert_tf.sentence_embedding import pool_tokens
-from data_prep.tokenization import FullTokenizer
+from data_prep.tokenizer.tokenization import FullTokenizer
 from tests.conftest import REPO_ROOT, TEST_DATA
 
 VOCAB = os.path.join(TEST_DATA, "vocab_uncased.txt")

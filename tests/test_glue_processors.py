@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep import classifier_features as cf
-from data_prep import glue
+from data_prep.tasks import classifier_features as cf
+from data_prep.tasks import glue
 from tests.conftest import TEST_DATA
 
 GLUE = os.path.join(TEST_DATA, "glue")
@@ -113,7 +113,7 @@ def test_mrpc_byte_order_mark_does_not_leak(tmp_path):
 
 
 def test_qqp_malformed_rows_are_skipped_and_counted(caplog):
-    with caplog.at_level(logging.WARNING, logger="data_prep.glue"):
+    with caplog.at_level(logging.WARNING, logger="data_prep.tasks.glue"):
         examples = _read("qqp", "train")
     assert len(examples) == 4
     assert "skipped 2 malformed row(s)" in caplog.text and "lines 5, 7" in caplog.text
@@ -209,7 +209,7 @@ def test_convert_single_and_empty_b_and_padding():
 
 
 def test_feature_ids_with_the_real_vocab():
-    from data_prep.tokenization import FullTokenizer
+    from data_prep.tokenizer.tokenization import FullTokenizer
     tokenizer = FullTokenizer(VOCAB, do_lower_case=True)
     example = glue.InputExample("x", "Hello, World!", "The unaffable.", label="entailment")
     f = cf.convert_example(example, {"entailment": 0}, 16, tokenizer)

@@ -13,7 +13,7 @@ from scipy import stats
 import bert_tf
 from bert_tf import optimization, training
 from bert_tf.classification import ClassificationTask, evaluate_logits, predict
-from data_prep import glue
+from data_prep.tasks import glue
 from tests.conftest import REPO_ROOT, TEST_DATA
 
 GLUE = os.path.join(TEST_DATA, "glue")
@@ -115,7 +115,7 @@ def test_flagfiles_parse_and_name_known_tasks():
                  "sst2_demo"):
         assert f"glue_{task}.flags" in names
     code = ("import sys\nfrom absl import flags\nfrom bert_tf import run_classifier\n"
-            "from data_prep import glue\n"
+            "from data_prep.tasks import glue\n"
             "for f in sys.argv[1:]:\n"
             "    flags.FLAGS(['x', '--flagfile=' + f])\n"
             "    glue.get_task(flags.FLAGS.task_name)\n"

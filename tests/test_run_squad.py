@@ -15,8 +15,8 @@ import bert_tf
 from bert_tf import optimization, squad_metrics, training
 from bert_tf.squad_postprocess import NO_SPAN_NULL_ODDS
 from bert_tf.squad_task import SquadTask, predict_logits
-from data_prep import squad
-from data_prep.squad_examples import load_squad_json
+from data_prep.tasks import squad
+from data_prep.tasks.squad_examples import load_squad_json
 from tests.conftest import REPO_ROOT, TEST_DATA
 
 SQUAD = os.path.join(TEST_DATA, "squad")

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep import squad
-from data_prep.squad_examples import (SquadExample, read_squad_examples, split_doc_tokens)
-from data_prep.squad_features import (FIRST_UNIQUE_ID, DocSpan, check_is_max_context,
+from data_prep.tasks import squad
+from data_prep.tasks.squad_examples import (SquadExample, read_squad_examples, split_doc_tokens)
+from data_prep.tasks.squad_features import (FIRST_UNIQUE_ID, DocSpan, check_is_max_context,
                                       convert_examples_to_features, improve_answer_span,
                                       make_doc_spans, parse_squad_features, write_features)
-from data_prep.tokenization import FullTokenizer
+from data_prep.tokenizer.tokenization import FullTokenizer
 from tests.conftest import TEST_DATA
 
 SQUAD = os.path.join(TEST_DATA, "squad")
@@ -82,7 +82,7 @@ def test_answer_not_in_context_is_skipped_counted_and_warned(tmp_path, caplog):
         # Spacing differences are not noise: "beta  gamma" is found as "beta gamma".
         {"id": "ok", "question": "q?", "answers": [{"text": "beta  gamma", "answer_start": 6}]},
     ]}])
-    with caplog.at_level(logging.WARNING, logger="data_prep.squad"):
+    with caplog.at_level(logging.WARNING, logger="data_prep.tasks.squad"):
         examples, stats = read_squad_examples(path, is_training=True)
     assert [e.qas_id for e in examples] == ["ok"]
     assert stats.num_skipped == 2 and stats.num_questions == 3
@@ -275,7 +275,7 @@ def test_squad_data_caches_training_features(tmp_path, caplog):
     cache = str(tmp_path / "features")
     kwargs = dict(max_seq_length=64, doc_stride=32, max_query_length=16,
                   version_2_with_negative=True)
-    with caplog.at_level(logging.INFO, logger="data_prep.squad"):
+    with caplog.at_level(logging.INFO, logger="data_prep.tasks.squad"):
         train = squad.squad_data(source, cache, vocab, is_training=True, **kwargs)
         again = squad.squad_data(source, cache, vocab, is_training=True, **kwargs)
     assert train.num_examples == 13 and train.num_features > 13  # the river needs 2+ windows

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from bert_tf import metrics
-from data_prep import conll
-from data_prep.tokenization import FullTokenizer
+from data_prep.tasks import conll
+from data_prep.tokenizer.tokenization import FullTokenizer
 from tests.conftest import REPO_ROOT, TEST_DATA
 
 VOCAB = os.path.join(TEST_DATA, "vocab_uncased.txt")

@@ -3,7 +3,7 @@
 Written from the algorithm's rules (not copied), on token STRINGS and with the original's
 structure: create_training_instances -> create_instances_from_document ->
 create_masked_lm_predictions, then write_instance_to_example_files building one
-tf.train.Example per instance.  It is the oracle that data_prep.instances must match draw for
+tf.train.Example per instance.  It is the oracle that data_prep.pretraining.instances must match draw for
 draw, and the stand-in for the original script in benchmarks/bench_create_pretraining_data.py.
 Not part of the library: obvious rather than fast.
 """

@@ -1,6 +1,6 @@
 """Slow, literal restatement of the original google-research/bert tokenizer rules.
 
-This file is the *specification* that `data_prep.tokenization` is tested
+This file is the *specification* that `data_prep.tokenizer.tokenization` is tested
 against. It is deliberately naive: one character at a time, one rule per
 helper, no caching and no tables, so that a reviewer can check each rule
 against the original BERT paper code's behaviour by eye.

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.beam
 pytest.importorskip("apache_beam")
 
 from data_prep import beam_pipeline  # noqa: E402
-from data_prep import create_pretraining_data as cpd  # noqa: E402
+from data_prep.pretraining import shards as cpd  # noqa: E402
 from tests.data_prep.test_create_pretraining_data import (  # noqa: E402
     REPO, VOCAB_FILE, corpus_slice, settings)
 

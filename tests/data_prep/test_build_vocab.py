@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from data_prep import build_vocab as bv
-from data_prep import text_tokenizer, tokenization
+from data_prep.tokenizer import vocab_builder as bv
+from data_prep.tokenizer import text_tokenizer
+from data_prep.tokenizer import tokenization
 from tests.data_prep import reference_tokenizer as ref
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep import create_pretraining_data as cpd
-from data_prep import instances as inst
-from data_prep import sentences
-from data_prep import tfrecords
+from data_prep import create_pretraining_data
+from data_prep.pretraining import shards as cpd
+from data_prep.pretraining import instances as inst
+from data_prep.pretraining import sentences
+from data_prep.files import text_files
+from data_prep.files import tfrecords
 from tests.data_prep import reference_pretraining_data as ref
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -60,7 +62,7 @@ def read_bytes(path):
 
 def test_one_shard_equals_the_original_script(tmp_path):
     """A one-shard run of one file is the original script's run, feature for feature."""
-    from data_prep import tokenization
+    from data_prep.tokenizer import tokenization
     source = corpus_slice(tmp_path, "in.txt", "chesterton-brown", 700)
     ours = str(tmp_path / "ours.tfrecord")
     summary = cpd.create_pretraining_data([source], [ours], settings(random_seed=7))
@@ -152,9 +154,9 @@ def test_summary_statistics(tmp_path):
 
 def test_no_input_matched_names_the_flag(tmp_path):
     with pytest.raises(ValueError, match=r"--input_file: no file matches .*nothing"):
-        sentences.expand_input_patterns(str(tmp_path / "nothing*.txt"))
+        text_files.expand_input_patterns(str(tmp_path / "nothing*.txt"))
     with pytest.raises(ValueError, match="--input_file is empty"):
-        sentences.expand_input_patterns(" , ")
+        text_files.expand_input_patterns(" , ")
 
 
 def test_empty_and_unbroken_files_warn_and_still_work(tmp_path, caplog):
@@ -312,15 +314,15 @@ def test_cli_workers_are_forked_with_the_kernels_loaded_and_give_the_same_bytes(
 
 
 def test_resolve_outputs():
-    files, summary = cpd.resolve_outputs(None, "out", 0, 3, gzip=True)
+    files, summary = create_pretraining_data.resolve_outputs(None, "out", 0, 3, gzip=True)
     assert files == [f"out/pretraining_data-0000{k}-of-00003.tfrecord.gz" for k in range(3)]
     assert summary == "out/summary.json"
-    files, summary = cpd.resolve_outputs("a.tfrecord,b.tfrecord", None, 0, 5, gzip=False)
+    files, summary = create_pretraining_data.resolve_outputs("a.tfrecord,b.tfrecord", None, 0, 5, gzip=False)
     assert files == ["a.tfrecord", "b.tfrecord"] and summary == "a.tfrecord.summary.json"
     with pytest.raises(ValueError, match="give exactly one of --output_file and --output_dir"):
-        cpd.resolve_outputs("a.tfrecord", "out", 0, 1, False)
+        create_pretraining_data.resolve_outputs("a.tfrecord", "out", 0, 1, False)
     with pytest.raises(ValueError, match="--num_shards=3 disagrees"):
-        cpd.resolve_outputs("a.tfrecord", None, 3, 5, False)
+        create_pretraining_data.resolve_outputs("a.tfrecord", None, 3, 5, False)
 
 
 def test_flagfile_names_the_shipped_corpus():
@@ -375,7 +377,7 @@ def test_prepare_corpus_reproduces_the_committed_files(tmp_path):
 def test_read_corpus_groups_lines_like_the_input_format(tmp_path, tokenizer):
     """Documents = runs of non-blank lines (a new file starts one); lines that tokenize to
     nothing and documents left empty are dropped; whitespace-only lines are blank."""
-    from data_prep import tokenization
+    from data_prep.tokenizer import tokenization
     full = tokenization.FullTokenizer(VOCAB_FILE, True)
     first = ("\n\n  \nThe first line.\nSecond, line!\n\x01\x02\n\n\t \n\x03\n\n"
              "Third doc \u2028 here.\r\nCafé\u00a0ß\n  \n\n")
@@ -419,40 +421,40 @@ def test_reading_in_blocks_gives_the_whole_file_reading(tmp_path, monkeypatch, c
     text = text.replace(b"\xc3", b"\xc3\xa9").replace(b"\xff", b"\xff\xfe")  # é, bad
     path = tmp_path / "a.txt"
     path.write_bytes(text)
-    whole = sentences.decode_text(text, str(path), "replace")
+    whole = text_files.decode_text(text, str(path), "replace")
     with caplog.at_level(logging.WARNING):
-        pieces = list(sentences.read_text_blocks(str(path), "replace", block_bytes))
+        pieces = list(text_files.read_text_blocks(str(path), "replace", block_bytes))
     assert "\n".join(pieces) == whole
     assert f"{path}: invalid UTF-8 on 1 line(s), first at line 6" in caplog.text
     with pytest.raises(ValueError, match=rf"{path}:6: invalid UTF-8 at byte 7 of the line"):
-        list(sentences.read_text_blocks(str(path), "error", block_bytes))
+        list(text_files.read_text_blocks(str(path), "error", block_bytes))
     tokenizer = cpd.batch_tokenizer("python", VOCAB_FILE, True)
     expected_stats = {}
     expected = cpd.read_corpus([str(path)], tokenizer, expected_stats, "replace")
-    monkeypatch.setattr(sentences, "read_text_blocks", functools.partial(
-        sentences.read_text_blocks, block_bytes=block_bytes))
+    monkeypatch.setattr(text_files, "read_text_blocks", functools.partial(
+        text_files.read_text_blocks, block_bytes=block_bytes))
     stats = {}
     corpus = cpd.read_corpus([str(path), str(path)], tokenizer, stats, "replace")
     assert corpus.documents() == expected.documents() * 2
     assert len(expected.documents()) == 3
     assert stats == {key: 2 * value for key, value in expected_stats.items()}
     (tmp_path / "empty.txt").write_bytes(b"")
-    assert list(sentences.read_text_blocks(str(tmp_path / "empty.txt"))) == [""]
+    assert list(text_files.read_text_blocks(str(tmp_path / "empty.txt"))) == [""]
 
 
 def test_records_are_written_while_the_shard_is_encoded(tmp_path, monkeypatch):
     """A shard's records go to its temporary file chunk by chunk, not held until the end."""
-    from data_prep import pretraining_records
+    from data_prep.pretraining import records
     source = corpus_slice(tmp_path, "in.txt", "blake-poems", 300)
     out = tmp_path / "o.tfrecord"
     seen = []
-    encode = pretraining_records.encode
+    encode = records.encode
 
     def spying_encode(*args, **kwargs):
         seen.append(sum(os.path.getsize(p) for p in glob.glob(f"{out}.tmp-*")))
         return encode(*args, **kwargs)
 
-    monkeypatch.setattr(pretraining_records, "encode", spying_encode)
+    monkeypatch.setattr(records, "encode", spying_encode)
     monkeypatch.setattr(cpd, "_ENCODE_BATCH", 16)
     summary = cpd.create_pretraining_data([source], [str(out)], settings())
     assert len(seen) == -(-summary["counts"]["instances"] // 16) > 10
@@ -471,7 +473,7 @@ def test_a_zombie_writer_counts_as_dead(tmp_path):
     # (a container's init): its temporary is still litter.
     import socket
     import time
-    from data_prep import atomic_io
+    from data_prep.files import atomic_io
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     try:
         for _ in range(500):  # exited but not waited for: a zombie

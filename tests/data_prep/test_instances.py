@@ -1,4 +1,4 @@
-"""data_prep.instances: draw-for-draw equality with the original algorithm, and statistics."""
+"""data_prep.pretraining.instances: draw-for-draw equality with the original algorithm, and statistics."""
 import functools
 import glob
 import os
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from data_prep import instances as inst
+from data_prep.pretraining import instances as inst
 from tests.data_prep import reference_pretraining_data as ref
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -16,7 +16,7 @@ CORPUS = sorted(glob.glob(os.path.join(REPO, "data", "corpus_sentences", "*.txt"
 
 @functools.lru_cache(maxsize=None)
 def full_tokenizer():
-    from data_prep import tokenization
+    from data_prep.tokenizer import tokenization
     return tokenization.FullTokenizer(VOCAB_FILE, do_lower_case=True)
 
 

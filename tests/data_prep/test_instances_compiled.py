@@ -1,12 +1,12 @@
-"""data_prep.instances_compiled: the same instances, draws and generator state as instances.py."""
+"""data_prep.pretraining.instances_compiled: the same instances, draws and generator state as instances.py."""
 import random
 
 import numpy as np
 import pytest
 
-from data_prep import instances as inst
-from data_prep import instances_compiled as compiled
-from data_prep import tfrecords
+from data_prep.pretraining import instances as inst
+from data_prep.pretraining import instances_compiled as compiled
+from data_prep.files import tfrecords
 from tests.data_prep.test_instances import corpus_documents, full_tokenizer, synthetic
 
 
@@ -117,10 +117,10 @@ def test_a_subclass_of_random_is_refused():
     {"max_seq_length": 5, "max_predictions_per_seq": 1},
 ])
 def test_records_from_the_table_equal_the_generic_encoder(options):
-    """pretraining_records.encode == tfrecords.encode_tfrecords of the padded batch, and its
+    """records.encode == tfrecords.encode_tfrecords of the padded batch, and its
     table_stats == create_pretraining_data's statistics of the padded arrays."""
-    from data_prep import create_pretraining_data as cpd
-    from data_prep import pretraining_records
+    from data_prep.pretraining import shards as cpd
+    from data_prep.pretraining import records
     tokenizer = full_tokenizer()
     docs = [[tokenizer.convert_tokens_to_ids(seg) for seg in doc]
             for doc in corpus_documents(1)]
@@ -130,12 +130,12 @@ def test_records_from_the_table_equal_the_generic_encoder(options):
     n = len(table)
     for start, stop in [(0, n), (5, 77), (n - 1, n), (3, 3)]:
         batch = compiled.padded_batch(table, start, stop, vocab_ids, o)
-        assert (pretraining_records.encode(table, start, stop, vocab_ids, o).tobytes()
+        assert (records.encode(table, start, stop, vocab_ids, o).tobytes()
                 == tfrecords.encode_tfrecords(batch.features).tobytes())
     batch = compiled.padded_batch(table, 0, n, vocab_ids, o)
     expected = {}
     cpd._batch_stats(batch.features, batch.target_seq_length, vocab_ids, o, expected)
-    assert pretraining_records.table_stats(table, vocab_ids, o) == expected
+    assert records.table_stats(table, vocab_ids, o) == expected
     # What the table holds an instance: 7 int32, a byte per position up to 256 tokens, two
     # per new id for a vocabulary below 65536 ids.
     assert table.rows.dtype == np.int32

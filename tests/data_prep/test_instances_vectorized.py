@@ -1,4 +1,4 @@
-"""data_prep.instances_vectorized (--rng=vectorized): the original's rules and probabilities,
+"""data_prep.pretraining.instances_vectorized (--rng=vectorized): the original's rules and probabilities,
 checked against the original mode and the reference on the same inputs, plus determinism."""
 import functools
 import glob
@@ -8,10 +8,10 @@ import random
 import numpy as np
 import pytest
 
-from data_prep import create_pretraining_data as cpd
-from data_prep import instances as inst
-from data_prep import instances_vectorized as iv
-from data_prep import tfrecords
+from data_prep.pretraining import shards as cpd
+from data_prep.pretraining import instances as inst
+from data_prep.pretraining import instances_vectorized as iv
+from data_prep.files import tfrecords
 from tests.data_prep import reference_pretraining_data as ref
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -1,8 +1,9 @@
-"""data_prep.line_tokenizer: the same ids as FullTokenizer, line for line."""
+"""data_prep.tokenizer.line_tokenizer: the same ids as FullTokenizer, line for line."""
 import numpy as np
 import pytest
 
-from data_prep import line_tokenizer, tokenization
+from data_prep.tokenizer import line_tokenizer
+from data_prep.tokenizer import tokenization
 from tests.data_prep.test_tokenization import (CONFIG_IDS, CONFIGS, MESSY, corpus_lines,
                                                random_texts)
 
@@ -96,7 +97,7 @@ def test_flat_when_the_table_is_full_and_empty_inputs(fulls):
 
 def test_token_table_compares_keys_not_hashes():
     """Many keys in a small table: probing and byte comparison, growth and rehashing."""
-    from data_prep import token_table
+    from data_prep.tokenizer import token_table
     table = token_table.TokenTable()
     keys = [f"k{i}".encode() for i in range(5000)] + ["é", "é\u2028"[:1], "\U0001F600"]
     keys = list(dict.fromkeys(k if isinstance(k, bytes) else k.encode() for k in keys))
@@ -135,7 +136,7 @@ def test_ascii_wordpiece_equals_the_python_rules(fulls, cfg):
     """AsciiWordPiece gives FullTokenizer's ids for every printable-ASCII token (punctuation
     split off, lower-cased or not, the 200/201-character bounds per word) and hands every
     other token back."""
-    from data_prep import wordpiece_compiled
+    from data_prep.tokenizer import wordpiece_compiled
     full = fulls[cfg]
     compiled = wordpiece_compiled.AsciiWordPiece(full)
     others = ["caf\u00e9", "", "\u00bd", "q\u0301", "a\u2019b", "\u4e2d", "x\x7fy", "tab\tx"]
@@ -160,7 +161,7 @@ def test_ascii_wordpiece_equals_the_python_rules(fulls, cfg):
 def test_ascii_wordpiece_unmatched_positions_give_unk(tmp_path):
     """A position no piece matches makes that word [UNK] (not the whole token), as in the
     original; a punctuation character missing from the vocab is [UNK] too."""
-    from data_prep import wordpiece_compiled
+    from data_prep.tokenizer import wordpiece_compiled
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "un", "##aff",
                                 "##able", "a", "##b", "Ab", "##", "##\u00e9", "caf", ","]) + "\n")

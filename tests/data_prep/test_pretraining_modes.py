@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep import create_pretraining_data as cpd
-from data_prep import instances as inst
-from data_prep import instances_packed, tfrecords
+from data_prep.pretraining import shards as cpd
+from data_prep.pretraining import instances as inst
+from data_prep.pretraining import instances_packed
+from data_prep.files import tfrecords
 from tests.data_prep.test_create_pretraining_data import settings as base_settings
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -1,4 +1,4 @@
-"""data_prep.tfrecords: byte-exact fast serialization, parsing, gzip, atomic writes."""
+"""data_prep.files.tfrecords: byte-exact fast serialization, parsing, gzip, atomic writes."""
 import os
 import random
 import signal
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep import instances as inst
-from data_prep import tfrecords
+from data_prep.pretraining import instances as inst
+from data_prep.files import tfrecords
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -127,7 +127,7 @@ def test_killed_writer_leaves_no_final_file(tmp_path):
     path = str(tmp_path / "shard.tfrecord")
     script = textwrap.dedent(f"""
         import time
-        from data_prep import tfrecords
+        from data_prep.files import tfrecords
         def records():
             for i in range(100):
                 yield b"x" * 1000
@@ -285,7 +285,7 @@ def tf_writer_bytes(tmp_path, records):
 
 @pytest.mark.parametrize("kind", ["table", "sse42"])
 def test_crc32c_check_value_and_routes_agree(kind):
-    from data_prep import record_kernels
+    from data_prep.pretraining import record_kernels
     if kind == "sse42" and not record_kernels._has_sse42():
         pytest.skip("no SSE4.2 on this CPU")
     crc32c = getattr(record_kernels, f"_crc32c_{kind}")

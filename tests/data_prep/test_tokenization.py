@@ -1,4 +1,4 @@
-"""data_prep.tokenization: FullTokenizer and BertTextTokenizer give exactly the
+"""data_prep.tokenizer.tokenization: FullTokenizer and BertTextTokenizer give exactly the
 ids of the original BERT rules (tests/data_prep/reference_tokenizer.py) on
 messy multilingual text, random Unicode and the whole shipped corpus; plus
 vocab checks, tf.function/tf.data use, offsets and a SavedModel round trip."""
@@ -11,7 +11,8 @@ import unicodedata
 import pytest
 import tensorflow as tf
 
-from data_prep import text_tokenizer, tokenization
+from data_prep.tokenizer import text_tokenizer
+from data_prep.tokenizer import tokenization
 from tests.data_prep import reference_tokenizer as ref
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

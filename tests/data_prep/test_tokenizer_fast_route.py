@@ -11,7 +11,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from data_prep import char_tables, text_tokenizer, tokenization
+from data_prep.tokenizer import char_tables
+from data_prep.tokenizer import text_tokenizer
+from data_prep.tokenizer import tokenization
 from tests.data_prep import reference_tokenizer as ref
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

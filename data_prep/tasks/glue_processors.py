@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import os
 
-_LOG = logging.getLogger("data_prep.glue")
+_LOG = logging.getLogger("data_prep.tasks.glue")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
-from data_prep.tfrecords import serialize_examples, write_tfrecord
+from data_prep.files.tfrecords import serialize_examples, write_tfrecord
 
 
 @dataclasses.dataclass(frozen=True)

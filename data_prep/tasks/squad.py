@@ -3,10 +3,10 @@
     train = squad_data("train-v1.1.json", "out/features", "vocab.txt", is_training=True)
     dev = squad_data("dev-v1.1.json", "out/features", "vocab.txt", is_training=False,
                      pad_to_multiple=8)
-    ... train.path / dev.path are TFRecords (data_prep.squad_features schema); dev.examples and
+    ... train.path / dev.path are TFRecords (data_prep.tasks.squad_features schema); dev.examples and
     dev.features are what post-processing needs to turn logits into answer texts ...
 
-As `data_prep.glue`, a feature file is keyed by everything that changes its bytes (source file
+As `data_prep.tasks.glue`, a feature file is keyed by everything that changes its bytes (source file
 size and mtime, vocab contents, casing, lengths, stride, v2 flag, padding, shuffle seed), so a
 cache is reused only when it is what would be written again. Training features are written once
 and then only read; prediction always rebuilds its examples and features in memory (post-
@@ -22,12 +22,12 @@ import logging
 import os
 import random
 
-from data_prep.squad_examples import SquadExample, load_squad_json, read_squad_examples
-from data_prep.squad_features import SquadFeature, convert_examples_to_features, write_features
-from data_prep.atomic_io import write_json
-from data_prep.file_identity import file_fingerprint, file_sha256
+from data_prep.tasks.squad_examples import SquadExample, load_squad_json, read_squad_examples
+from data_prep.tasks.squad_features import SquadFeature, convert_examples_to_features, write_features
+from data_prep.files.atomic_io import write_json
+from data_prep.files.file_identity import file_fingerprint, file_sha256
 
-_LOG = logging.getLogger("data_prep.squad")
+_LOG = logging.getLogger("data_prep.tasks.squad")
 
 # Bump when the feature bytes change for the same inputs (invalidates every cache).
 FEATURES_VERSION = 1
@@ -96,7 +96,7 @@ def squad_data(input_file: str, cache_dir: str, vocab_file: str, is_training: bo
     if is_training:
         random.Random(seed).shuffle(examples)
     if tokenizer is None:
-        from data_prep.tokenization import FullTokenizer
+        from data_prep.tokenizer.tokenization import FullTokenizer
         tokenizer = FullTokenizer(vocab_file, do_lower_case)
     features = convert_examples_to_features(examples, tokenizer, max_seq_length, doc_stride,
                                             max_query_length, is_training)

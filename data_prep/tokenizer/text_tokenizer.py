@@ -1,8 +1,8 @@
 """`BertTextTokenizer`: the original BERT tokenizer's ids, in-graph (TF + tensorflow-text).
 
 Usable eagerly, in `tf.function`, `tf.data` and SavedModels (the vocab is an asset). See
-`data_prep.tokenization` for the rules and for why tensorflow-text's own normaliser is not
-used; `data_prep.char_tables` holds the per-code-point tables, and builds the replacement
+`data_prep.tokenizer.tokenization` for the rules and for why tensorflow-text's own normaliser is not
+used; `data_prep.tokenizer.char_tables` holds the per-code-point tables, and builds the replacement
 normaliser model that the fast route gives tensorflow-text's `FastBertTokenizer`.
 """
 from __future__ import annotations
@@ -17,11 +17,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from data_prep.char_tables import (ALONE, BLOCK_BITS, F_CASE_IGNORABLE, F_CASED, F_CJK,
+from data_prep.tokenizer.char_tables import (ALONE, BLOCK_BITS, F_CASE_IGNORABLE, F_CASED, F_CJK,
                                    F_DELETE, F_MN, F_PUNCT, F_REORDER, F_SPACE,
                                    FINAL_SIGMA_REWRITE, LOW_SIZE, MAP_SHIFT, SPACE, WORD,
                                    FastRoute, char_tables, fast_route)
-from data_prep.tokenization import (CAPITAL_SIGMA, FINAL_SIGMA, MAX_CHARS_PER_WORD,
+from data_prep.tokenizer.tokenization import (CAPITAL_SIGMA, FINAL_SIGMA, MAX_CHARS_PER_WORD,
                                     RESERVED_TOKENS, SMALL_SIGMA, SUFFIX, UNK, load_vocab,
                                     validate_vocab)
 

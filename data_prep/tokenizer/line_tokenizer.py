@@ -1,6 +1,6 @@
 """FullTokenizer ids for many lines at once: the same ids for less CPU time.
 
-data_prep.tokenization.FullTokenizer tokenizes one text at a time: clean, lower-case, NFD and
+data_prep.tokenizer.tokenization.FullTokenizer tokenizes one text at a time: clean, lower-case, NFD and
 drop accents, isolate punctuation, split, WordPiece (memoised per word), then one dict lookup
 per piece for its id. `LineTokenizer` gives the same ids for a batch of lines with most of
 that work done once per distinct token instead of once per occurrence:
@@ -23,7 +23,7 @@ multilingual text (tests/data_prep/test_line_tokenizer.py).
 does step 2 in compiled code: the memo is then a data_prep/token_table.TokenTable over the
 tokens' UTF-8 bytes, and the tokens it has not seen yet are computed together by the Python
 rules above and added: printable-ASCII tokens (most of them) by a compiled BasicTokenizer and
-WordPiece (data_prep/wordpiece_compiled.py), the others by `_TokenIds.compute_many`. On the 1.4 MB
+WordPiece (data_prep/tokenizer/wordpiece_compiled.py), the others by `_TokenIds.compute_many`. On the 1.4 MB
 shipped corpus a warm pass costs ~0.35 us per pretraining instance instead of ~1.3 us
 (__call__).
 """
@@ -34,7 +34,9 @@ from typing import Sequence
 
 import numpy as np
 
-from data_prep import token_table, tokenization, wordpiece_compiled
+from data_prep.tokenizer import token_table
+from data_prep.tokenizer import tokenization
+from data_prep.tokenizer import wordpiece_compiled
 
 
 class _CleanKeepingNewline(dict):
@@ -128,7 +130,7 @@ class LineTokenizer:
         """texts -> (ids int32 [total], ids per text int64 [len(texts)]): __call__'s ids, back
         to back.
 
-        The tokens' ids come from a compiled table (data_prep/token_table.py); tokens it does
+        The tokens' ids come from a compiled table (data_prep/tokenizer/token_table.py); tokens it does
         not hold yet are computed here, with the same rules, and added to it.
         """
         if not texts:

@@ -1,4 +1,4 @@
-"""Compiled loops (numba) behind data_prep.tfrecords: Example fields, varints, TFRecord framing.
+"""Compiled loops (numba) behind data_prep.files.tfrecords: Example fields, varints, TFRecord framing.
 
 Why numba: a serialized Example is a few hundred varints and a handful of length prefixes.
 Written one row at a time in compiled code this costs ~0.3 us per record, where the best

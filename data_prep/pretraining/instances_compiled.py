@@ -1,6 +1,6 @@
 """The original's instances, draw for draw, in compiled code (numba): `--rng=original`.
 
-data_prep/instances.py states the algorithm of google-research/bert's create_pretraining_data.py
+data_prep/pretraining/instances.py states the algorithm of google-research/bert's create_pretraining_data.py
 in Python, with every random draw in the original's order; that is the spec and the reference.
 This module runs the same steps, in the same order, on flat token arrays in compiled loops, with
 the random stream of CPython's `random.Random` itself: the generator's MT19937 state is taken
@@ -15,8 +15,8 @@ Layout: a pool's documents become one token array (instances.Corpus); an instanc
 seven numbers (A start/length, B start/length in that array, NSP label, target length, masked
 count) plus its masked positions and their replacement ids (the original ids are the tokens
 at those positions): an `InstanceTable`, in the order made, with the final order beside it.
-`padded_batch` turns rows of it into the padded feature arrays of data_prep.tfrecords;
-data_prep/pretraining_records.py writes their TFRecords directly.
+`padded_batch` turns rows of it into the padded feature arrays of data_prep.files.tfrecords;
+data_prep/pretraining/records.py writes their TFRecords directly.
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from typing import Iterator, Sequence
 from data_prep.compiled import numba
 import numpy as np
 
-from data_prep import instances as inst
-from data_prep.instances_vectorized import InstanceBatch, _vocab_arrays
+from data_prep.pretraining import instances as inst
+from data_prep.pretraining.instances_vectorized import InstanceBatch, _vocab_arrays
 
 BATCH_SIZE = 2048
 
@@ -431,7 +431,7 @@ def create_table(documents: Sequence[inst.Document] | inst.Corpus, vocab: inst.V
     """
     if type(rng) is not random.Random:
         raise TypeError("the compiled instances need a plain random.Random (its draws are "
-                        "reproduced); use data_prep.instances for a subclass")
+                        "reproduced); use data_prep.pretraining.instances for a subclass")
     if dupe_factor < 1:
         raise ValueError(f"dupe_factor must be >= 1, got {dupe_factor}")
     state, rest = _state_from(rng)
@@ -491,7 +491,7 @@ def create_table(documents: Sequence[inst.Document] | inst.Corpus, vocab: inst.V
 
 def padded_batch(table: InstanceTable, start: int, stop: int, vocab: inst.VocabIds,
                  options: inst.InstanceOptions) -> InstanceBatch:
-    """Rows start..stop-1 of a table as padded feature arrays (data_prep.tfrecords schema)."""
+    """Rows start..stop-1 of a table as padded feature arrays (data_prep.files.tfrecords schema)."""
     n, seq, pred = stop - start, options.max_seq_length, options.max_predictions_per_seq
     features = {
         "input_ids": np.zeros((n, seq), np.int32),

@@ -21,13 +21,13 @@ from typing import Sequence
 
 import numpy as np
 
-from data_prep.atomic_io import write_json, write_text
-from data_prep.classifier_features import write_features
-from data_prep.file_identity import file_fingerprint, file_sha256
-from data_prep.glue_processors import (TASKS, GlueTask, InputExample, existing_split_path,
+from data_prep.files.atomic_io import write_json, write_text
+from data_prep.tasks.classifier_features import write_features
+from data_prep.files.file_identity import file_fingerprint, file_sha256
+from data_prep.tasks.glue_processors import (TASKS, GlueTask, InputExample, existing_split_path,
                                        get_task, read_examples, split_path)
 
-_LOG = logging.getLogger("data_prep.glue")
+_LOG = logging.getLogger("data_prep.tasks.glue")
 
 # Bump when the feature bytes change for the same inputs (invalidates every cache).
 FEATURES_VERSION = 1
@@ -153,7 +153,7 @@ def cached_features(task: GlueTask, split: str, data_dir: str, cache_dir: str,
         raise ValueError(f"GLUE {task.name} {split}: no examples in "
                          f"{split_path(task, split, data_dir) if not use_tfds else 'TFDS'}.")
     if tokenizer is None:
-        from data_prep.tokenization import FullTokenizer
+        from data_prep.tokenizer.tokenization import FullTokenizer
         tokenizer = FullTokenizer(vocab_file, do_lower_case)
     num_padding = -len(examples) % max(pad_to_multiple, 1)
     counts = {"num_records": len(examples) + num_padding, "num_examples": len(examples)}

@@ -26,10 +26,10 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 import numpy as np
 import tensorflow as tf
 
-from data_prep.squad_examples import SquadExample
-from data_prep.tfrecords import serialize_examples, write_tfrecord
+from data_prep.tasks.squad_examples import SquadExample
+from data_prep.files.tfrecords import serialize_examples, write_tfrecord
 
-_LOG = logging.getLogger("data_prep.squad")
+_LOG = logging.getLogger("data_prep.tasks.squad")
 
 FIRST_UNIQUE_ID = 1000000000
 FEATURE_NAMES = ("unique_ids", "input_ids", "input_mask", "segment_ids", "start_positions",

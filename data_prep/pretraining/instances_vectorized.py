@@ -1,6 +1,6 @@
 """Pretraining instances with numpy, in batches: the original BERT rules, not its random draws.
 
-`--rng=vectorized` of data_prep.create_pretraining_data. data_prep/instances.py reproduces
+`--rng=vectorized` of data_prep.create_pretraining_data. data_prep/pretraining/instances.py reproduces
 google-research/bert's create_pretraining_data.py draw for draw (~125 Python `random` calls
 per instance, most of its time); this module builds instances from the same RULES with the SAME
 PROBABILITIES, drawing from one `np.random.Generator(PCG64(SeedSequence(seed)))` per shard in
@@ -44,7 +44,7 @@ Layout: a shard's documents become one flat int32 token array plus segment offse
 runs on all (document, pass) streams at once, one chunk per stream per step (a few dozen numpy
 calls per step, steps = chunks of the longest document); each instance is then 7 numbers
 (A start/length, B start/length, label, target). Shuffling that table and masking it in
-batches of BATCH_SIZE rows gives the padded feature arrays of data_prep.tfrecords
+batches of BATCH_SIZE rows gives the padded feature arrays of data_prep.files.tfrecords
 (serialize_examples) directly, in final order, with no per-instance Python object.
 """
 from __future__ import annotations
@@ -54,7 +54,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from data_prep import instances as inst
+from data_prep.pretraining import instances as inst
 
 # Part of the output's definition (the batch size fixes how the stream is consumed): change
 # ALGORITHM_VERSION with anything that changes the bytes, so resume never mixes them.
@@ -71,7 +71,7 @@ def make_generator(seed: int) -> np.random.Generator:
 class InstanceBatch:
     """Up to BATCH_SIZE instances as zero-padded arrays.
 
-    features: the data_prep.tfrecords schema, what tfrecords.serialize_examples takes:
+    features: the data_prep.files.tfrecords schema, what tfrecords.serialize_examples takes:
       input_ids, input_mask, segment_ids [n, max_seq_length]; masked_lm_positions,
       masked_lm_ids [n, max_predictions_per_seq]; next_sentence_labels [n, 1] (int32 here,
       written as int64 features); masked_lm_weights [n, max_predictions_per_seq] float32.

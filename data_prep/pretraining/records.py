@@ -12,8 +12,8 @@ import random
 from data_prep.compiled import numba
 import numpy as np
 
-from data_prep import record_kernels as rk
-from data_prep.instances import InstanceOptions, VocabIds
+from data_prep.pretraining import record_kernels as rk
+from data_prep.pretraining.instances import InstanceOptions, VocabIds
 
 # The schema's keys in protobuf's (sorted) order, and which payload each one has.
 _KEYS = ("input_ids", "input_mask", "masked_lm_ids", "masked_lm_positions",
@@ -171,7 +171,7 @@ def table_stats(table, vocab: VocabIds, options: InstanceOptions) -> dict:
 
 def warm_up() -> None:
     """Compiles (or loads from the cache) the kernel (see record_kernels.warm_up)."""
-    from data_prep import instances_compiled
+    from data_prep.pretraining import instances_compiled
     vocab = VocabIds(2, 3, 4, tuple(range(300)), (False,) * 300)  # (uint16 new ids)
     options = InstanceOptions(max_seq_length=8, max_predictions_per_seq=2)
     table = instances_compiled.create_table([[[5, 6, 7], [8, 9]], [[10, 11]]], vocab, options,

@@ -24,8 +24,8 @@ from typing import Iterator
 
 import numpy as np
 
-from data_prep import instances as inst
-from data_prep import instances_vectorized
+from data_prep.pretraining import instances as inst
+from data_prep.pretraining import instances_vectorized
 
 # Part of the output's definition: change it with anything that changes the bytes, so a
 # resumed run never mixes shards of two versions (it is in the shard fingerprint).
@@ -116,7 +116,7 @@ def iter_instance_batches(corpus: inst.Corpus, vocab: inst.VocabIds,
 
     Each batch: int32 input_ids, input_mask, segment_ids [n, max_seq_length]; with `masked`
     also masked_lm_positions, masked_lm_ids [n, max_predictions_per_seq] int32 and
-    masked_lm_weights float32, input_ids then holding the masked ids (data_prep.tfrecords
+    masked_lm_weights float32, input_ids then holding the masked ids (data_prep.files.tfrecords
     schema, without next_sentence_labels). counters, if given, gets "document_passes" and
     "document_separators" added. Deterministic in (corpus, vocab, options, dupe_factor, seed,
     batch_size).

@@ -1,9 +1,9 @@
 """Per-code-point tables that let the in-graph tokenizer apply the original BERT rules.
 
 Built at construction time from this Python's `unicodedata` (so they agree with
-`data_prep.tokenization.FullTokenizer` by construction): deletion, whitespace, CJK and
+`data_prep.tokenizer.tokenization.FullTokenizer` by construction): deletion, whitespace, CJK and
 punctuation flags, combining classes, and the lower-case + NFD (+ accent-stripped) mappings
-that `data_prep.text_tokenizer.BertTextTokenizer` gathers from in TensorFlow. From the same
+that `data_prep.tokenizer.text_tokenizer.BertTextTokenizer` gathers from in TensorFlow. From the same
 tables, `fast_route` builds a tensorflow-text FastBertNormalizer model (a darts-clone trie in
 a flatbuffer) that applies those rules code point by code point, and the RE2 patterns that
 tell which strings that model plus tensorflow-text's WordPiece handle exactly.
@@ -16,7 +16,7 @@ import unicodedata
 
 import numpy as np
 
-from data_prep.tokenization import (CAPITAL_SIGMA, CJK_RANGES, SMALL_SIGMA, is_cjk,
+from data_prep.tokenizer.tokenization import (CAPITAL_SIGMA, CJK_RANGES, SMALL_SIGMA, is_cjk,
                                     is_deleted, is_punctuation, is_whitespace)
 
 # Layout of one int32 table entry: bits 0-7 canonical combining class,

@@ -21,7 +21,7 @@ import json
 import logging
 from typing import Any
 
-_LOG = logging.getLogger("data_prep.squad")
+_LOG = logging.getLogger("data_prep.tasks.squad")
 
 _WHITESPACE = frozenset(" \t\r\n\u202f")
 

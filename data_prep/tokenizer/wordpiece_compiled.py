@@ -21,7 +21,8 @@ from __future__ import annotations
 from data_prep.compiled import numba
 import numpy as np
 
-from data_prep import token_table, tokenization
+from data_prep.tokenizer import token_table
+from data_prep.tokenizer import tokenization
 
 
 @numba.njit(cache=True, nogil=True)

@@ -3,7 +3,7 @@
 Generic parts (reusable by GLUE / SQuAD feature writers): `int64_feature` / `float_feature`,
 `serialize_examples` (a numpy batch -> serialized Examples without building protos; its core
 `encode_examples` gives them as one buffer plus record ends, and `encode_tfrecords` as the
-bytes of a TFRecord file: compiled loops in data_prep/record_kernels.py), `frame_tfrecords`,
+bytes of a TFRecord file: compiled loops in data_prep/pretraining/record_kernels.py), `frame_tfrecords`,
 `atomic_path` / `write_tfrecord` / `write_tfrecord_chunks` (the file tf.io.TFRecordWriter
 writes, never half-written) and `read_tfrecord`.
 Pretraining parts: `PRETRAINING_FEATURES`, `feature_spec`, `parse_pretraining_example`,
@@ -25,8 +25,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from data_prep import record_kernels
-from data_prep.atomic_io import atomic_path  # noqa: F401  (re-exported)
+from data_prep.pretraining import record_kernels
+from data_prep.files.atomic_io import atomic_path  # noqa: F401  (re-exported)
 
 # TensorFlow (~3 s to import) is imported inside the functions that build protos, parse or read
 # records: encoding and writing TFRecords (create_pretraining_data, the feature writers) is
@@ -90,7 +90,7 @@ def parse_pretraining_example(serialized: tf.Tensor, max_seq_length: int,
 
 def padded_pretraining_arrays(instances: Sequence, max_seq_length: int,
                               max_predictions_per_seq: int) -> dict[str, np.ndarray]:
-    """Instances (data_prep.instances.TrainingInstance) -> zero-padded feature arrays.
+    """Instances (data_prep.pretraining.instances.TrainingInstance) -> zero-padded feature arrays.
 
     Returns int64 [n, max_seq_length] x3, int64 [n, max_predictions_per_seq] x2,
     float32 [n, max_predictions_per_seq] masked_lm_weights, int64 [n, 1] next_sentence_labels.
@@ -153,7 +153,7 @@ def instances_to_records(instances: Sequence, max_seq_length: int,
 #   entry  = 0x0A len(entry) {0x0A len(key) key 0x12 len(feature) {tag len(list)
 #            {0x0A len(values) values}}}        (an empty list is just `tag 0`)
 # The sizes of every row come first, in numpy (a few passes over [n] arrays per feature); the
-# bytes are then written row by row by the compiled loops of data_prep/record_kernels.py.
+# bytes are then written row by row by the compiled loops of data_prep/pretraining/record_kernels.py.
 
 def _varint(n: int) -> bytes:
     out = bytearray()

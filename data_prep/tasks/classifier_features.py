@@ -20,10 +20,10 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from data_prep.glue_processors import InputExample
-from data_prep.tfrecords import serialize_examples, write_tfrecord
+from data_prep.tasks.glue_processors import InputExample
+from data_prep.files.tfrecords import serialize_examples, write_tfrecord
 
-_LOG = logging.getLogger("data_prep.classifier_features")
+_LOG = logging.getLogger("data_prep.tasks.classifier_features")
 
 FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids", "label_ids", "is_real_example")
 

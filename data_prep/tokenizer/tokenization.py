@@ -6,8 +6,8 @@ against a literal restatement of the original rules):
 * `FullTokenizer` - pure Python, one text at a time (drop-in for the
   original `tokenization.FullTokenizer`).
 * `BertTextTokenizer` - in-graph (TF + tensorflow-text), batched, usable in
-  `tf.function`, `tf.data` and SavedModels: `data_prep.text_tokenizer`
-  (with its code-point tables in `data_prep.char_tables`), which builds on the
+  `tf.function`, `tf.data` and SavedModels: `data_prep.tokenizer.text_tokenizer`
+  (with its code-point tables in `data_prep.tokenizer.char_tables`), which builds on the
   rules here. This module does not import TensorFlow.
 
 The original rules, briefly (see tests/data_prep/reference_tokenizer.py):
@@ -21,7 +21,7 @@ tensorflow-text's own normaliser differs from these rules on messy text
 control characters, and limits words in bytes, 100 by default), so
 `BertTextTokenizer` does not use it. Nearly all text takes a fast route:
 tensorflow-text's `FastBertNormalizer` running a normaliser model that
-`data_prep.char_tables` builds from this Python's `unicodedata` (each code point
+`data_prep.tokenizer.char_tables` builds from this Python's `unicodedata` (each code point
 mapped to what these rules make of it; final sigma by a regex rewrite), then
 `FastWordpieceTokenizer`. The few strings it cannot get exactly right (invalid
 UTF-8, punctuation newer than tf-text's ICU classes, characters NFD reorders)

@@ -1,0 +1,1 @@
+"""Task feature writers: GLUE TSV, SQuAD JSON and CoNLL files -> cached feature TFRecords."""
