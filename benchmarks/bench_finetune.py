@@ -10,7 +10,7 @@ sentences of data/sst2 (train.tsv: 6,048 sentences; dev.tsv: 872), each in its o
 one after the other, `--repetitions` times in a rotating order:
 
 * ours_bucketed: `bert_tf.ClassificationTask` with `bucket_lengths` (multiples of 16 up to
-  `--seq`): batches padded to their bucket (bert_tf/bucketing.py), the Trainer's own train
+  `--seq`): batches padded to their bucket (bert_tf/training/bucketing.py), the Trainer's own train
   loop (`steps_per_loop` steps per tf.function call), `AdamWeightDecay`; eval by
   `Trainer.evaluate` (bucketed too).
 * ours_fixed: the same with every batch padded to `--seq` (`--length_bucketing=false`).
@@ -72,15 +72,16 @@ def _result(name: str, train_examples: int, train_s: float, eval_examples: int, 
 # --- bert_tf -----------------------------------------------------------------------------------
 def run_ours(args, bucketed: bool) -> dict:
     from benchmarks import common  # noqa: F401 (pins the Keras backend, quiets TensorFlow)
-    from bert_tf import cpu_allocator
+    from bert_tf.training import cpu_allocator
 
     cpu_allocator.use_bfc_cpu_allocator(True)  # as the scripts
     import keras
     import numpy as np
     import tensorflow as tf
 
-    from bert_tf import bucketing, distribute, optimization, training
-    from bert_tf.classification import ClassificationTask
+    from bert_tf import optimization
+    from bert_tf.training import bucketing, distribute, trainer
+    from bert_tf.tasks.classification import ClassificationTask
     from bert_tf.config import BertConfig
 
     keras.utils.set_random_seed(args.seed)
@@ -91,15 +92,15 @@ def run_ours(args, bucketed: bool) -> dict:
                               seed=args.seed, bucket_lengths=lengths)
     out = tempfile.mkdtemp(prefix="bench_finetune_")
     try:
-        train_args = training.TrainingArgs(output_dir=out, train_batch_size=args.batch,
+        train_args = trainer.TrainingArgs(output_dir=out, train_batch_size=args.batch,
                                            num_train_steps=args.train_steps,
                                            steps_per_loop=args.steps_per_loop,
                                            jit_compile=args.jit_compile)
         strategy = distribute.get_strategy("one_device")
         warmup = int(args.train_steps * WARMUP_PROPORTION)
-        trainer = training.Trainer(task, strategy, train_args, lambda: optimization.create_optimizer(
+        runner = trainer.Trainer(task, strategy, train_args, lambda: optimization.create_optimizer(
             LEARNING_RATE, args.train_steps, warmup, weight_decay_rate=WEIGHT_DECAY))
-        loop = trainer._build_train_loop()  # what Trainer.train() runs, minus logging/saving
+        loop = runner._build_train_loop()  # what Trainer.train() runs, minus logging/saving
         # The same batches the loop sees, counted for the real-token fraction.
         real_train = fed_train = 0
         for batch in task.dataset(args.train_file, args.batch, True).take(args.train_steps):
@@ -117,9 +118,9 @@ def run_ours(args, bucketed: bool) -> dict:
         train_s = time.perf_counter() - t0
         if not np.isfinite(loss):
             raise FloatingPointError(f"loss {loss}")
-        trainer.evaluate()  # traces the eval step
+        runner.evaluate()  # traces the eval step
         t0 = time.perf_counter()
-        metrics = trainer.evaluate()
+        metrics = runner.evaluate()
         eval_s = time.perf_counter() - t0
         stats = bucketing.padding_stats(task.dataset(args.dev_file, args.batch, False))
     finally:
@@ -133,7 +134,7 @@ def run_ours(args, bucketed: bool) -> dict:
 # --- keras-hub ---------------------------------------------------------------------------------
 def run_keras_hub(args) -> dict:
     from benchmarks import common
-    from bert_tf import cpu_allocator
+    from bert_tf.training import cpu_allocator
 
     cpu_allocator.use_bfc_cpu_allocator(True)
     import keras

@@ -9,7 +9,7 @@
 
 What each side runs, per timed call (`--steps_per_loop` steps, 5 by default):
 
-* ours: `bert_tf.training.Trainer`'s own train loop - the `tf.function` that runs
+* ours: `bert_tf.training.trainer.Trainer`'s own train loop - the `tf.function` that runs
   `steps_per_loop` steps, each `PretrainingTask.compute_loss` (BertPretrainer forward, masked-LM
   loss over the gathered positions + next-sentence loss) under a GradientTape, gradients
   (XLA-compiled with `--xla=on`, i.e. `TrainingArgs(jit_compile=True)`), and
@@ -64,10 +64,10 @@ def build_ours(size: str, data: dict, dtype: str, xla: bool, steps: int, hidden_
     import importlib
 
     config_lib = importlib.import_module(f"{package}.config")
-    distribute = importlib.import_module(f"{package}.distribute")
+    distribute = importlib.import_module(f"{package}.training.distribute")
     optimization = importlib.import_module(f"{package}.optimization")
-    training = importlib.import_module(f"{package}.training")
-    PretrainingTask = importlib.import_module(f"{package}.pretraining").PretrainingTask
+    training = importlib.import_module(f"{package}.training.trainer")
+    PretrainingTask = importlib.import_module(f"{package}.tasks.pretraining").PretrainingTask
 
     class SyntheticPretraining(PretrainingTask):
         """PretrainingTask fed from an in-memory batch instead of TFRecords."""

@@ -6,7 +6,7 @@
 Every contender turns a batch of real sentences into two-class logits, with tokenization,
 `[CLS] .. [SEP]` packing and padding to --seq inside the graph:
 
-  ours/savedmodel       `bert_tf.export.export_model` of a `BertClassifier`, written to a temp
+  ours/savedmodel       `bert_tf.export.savedmodel.export_model` of a `BertClassifier`, written to a temp
                         dir, loaded back with `tf.saved_model.load`, called through its
                         `serving_default` signature (`text` in; `logits`, `probabilities`,
                         `label` out), as a Python client of the SavedModel would. The
@@ -105,7 +105,7 @@ def check_tokenization(sentences: list[str], seq: int, strip_accents: bool = Fal
                         ) -> tuple[str, list[str], dict]:
     """Both sides' packed inputs for `sentences`; returns (one-line result, diffs, our ids)."""
     import keras_hub
-    from bert_tf.export import PreprocessingModule
+    from bert_tf.export.savedmodel import PreprocessingModule
 
     ours = PreprocessingModule(VOCAB_FILE, do_lower_case=True, seq_length=seq)
     theirs = keras_hub.models.BertTextClassifierPreprocessor(
@@ -158,7 +158,7 @@ def build_ours(size: str, dtype: str, seq: int, workdir: str, pad_to_longest: bo
     """(classifier, loaded SavedModel); the export is written under `workdir`."""
     import bert_tf
     from bert_tf.config import BertConfig
-    from bert_tf.export import export_model
+    from bert_tf.export.savedmodel import export_model
 
     encoder = bert_tf.BertEncoder.from_bert_config(
         BertConfig.from_preset(size, vocab_size=vocab_size()), dtype=dtype)
@@ -226,7 +226,7 @@ def contenders_for(size: str, dtype: str, args, text_batches: list, id_batches: 
         return {"pooled_output": result["pooled_output"],
                 "sequence_output": result["sequence_output"]}
 
-    from bert_tf.export import PreprocessingModule
+    from bert_tf.export.savedmodel import PreprocessingModule
     ours_pre = PreprocessingModule(VOCAB_FILE, do_lower_case=True, seq_length=args.seq)
     keep += [model, loaded, ours_pre]
 
@@ -234,7 +234,7 @@ def contenders_for(size: str, dtype: str, args, text_batches: list, id_batches: 
 
     def fixed():
         # The same weights: export the classifier that build_ours made, padding to --seq.
-        from bert_tf.export import export_model
+        from bert_tf.export.savedmodel import export_model
         export_dir = os.path.join(workdir, f"ours-{size}-{dtype}-fixed")
         export_model(model, export_dir, VOCAB_FILE, do_lower_case=True, seq_length=args.seq,
                      pad_to_longest=False)
@@ -334,7 +334,7 @@ def main(argv=None) -> int:
             print(f"\n{line}" + ("".join("\n" + d for d in diffs)))
             checks.append(f"{size} (batch {batch}): {line}")
         if ids_all is None:
-            from bert_tf.export import PreprocessingModule
+            from bert_tf.export.savedmodel import PreprocessingModule
             pre = PreprocessingModule(VOCAB_FILE, do_lower_case=True, seq_length=args.seq)
             ids_all = {k: v.numpy() for k, v in pre.serving_default(
                 tf.constant(sentences)).items()}

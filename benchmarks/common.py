@@ -304,7 +304,7 @@ def add_allocator_argument(parser) -> None:
 
 def choose_allocator(choice: str) -> str:
     """Applies --cpu_allocator before any tensor exists; returns a line for the header."""
-    from bert_tf import cpu_allocator
+    from bert_tf.training import cpu_allocator
 
     active = cpu_allocator.use_bfc_cpu_allocator(choice == "bfc")
     return f"cpu allocator: {'bfc' if active else 'default (malloc)'}, for every contender"

@@ -10,7 +10,7 @@ import json
 import logging
 from typing import Any, Mapping
 
-from bert_tf import activations
+from bert_tf.layers import activations
 from data_prep.files.atomic_io import write_json
 
 _LOG = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ _HF_MARKER_KEYS = ("model_type", "architectures", "transformers_version")
 class BertConfig:
     """Hyper-parameters of a BERT encoder, with the original `bert_config.json` key names.
 
-    `hidden_act` holds a canonical bert_tf activation name (see `bert_tf.activations`):
+    `hidden_act` holds a canonical bert_tf activation name (see `bert_tf.layers.activations`):
     `"gelu"` is the exact erf form and `"gelu_approximate"` the tanh approximation that the
     original TF code calls "gelu". `from_dict`/`from_json_file` translate file names to it.
     """

@@ -13,9 +13,9 @@ import logging
 import keras
 from absl import app, flags
 
-from bert_tf import export
+from bert_tf.export import savedmodel
 from bert_tf.config import BertConfig
-from bert_tf.init_checkpoint import init_from_checkpoint
+from bert_tf.checkpoints.init_checkpoint import init_from_checkpoint
 from bert_tf.models import (BertClassifier, BertEncoder, BertPretrainer, BertSpanLabeler,
                             BertTokenClassifier)
 from data_prep import command
@@ -24,7 +24,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("keras_model", None, "A saved .keras bert_tf model to export.")
 flags.DEFINE_string("checkpoint", None, "Or: any checkpoint init_checkpoint accepts.")
 flags.DEFINE_string("bert_config_file", None, "Config for --checkpoint.")
-flags.DEFINE_enum("kind", None, list(export.KINDS), "Model kind for --checkpoint "
+flags.DEFINE_enum("kind", None, list(savedmodel.KINDS), "Model kind for --checkpoint "
                   "(a .keras model knows its kind).")
 flags.DEFINE_integer("num_classes", 2, "Classes for --kind=classifier/token_classifier.")
 flags.DEFINE_list("label_names", [], "Label names in id order (classifier outputs label_name).")
@@ -65,19 +65,19 @@ def main(argv) -> None:
             raise app.UsageError(f"--{name} is required.")
     if FLAGS.keras_model:
         model = keras.saving.load_model(FLAGS.keras_model)
-        kind = FLAGS.kind or export.kind_of(model)
+        kind = FLAGS.kind or savedmodel.kind_of(model)
     else:
         if not (FLAGS.kind and FLAGS.bert_config_file):
             raise app.UsageError("--checkpoint needs --kind and --bert_config_file.")
         kind = FLAGS.kind
         model = build_from_checkpoint(kind, BertConfig.from_json_file(FLAGS.bert_config_file),
                                       FLAGS.checkpoint, FLAGS.num_classes)
-    export.export_model(model, FLAGS.export_dir, FLAGS.vocab_file, FLAGS.do_lower_case,
+    savedmodel.export_model(model, FLAGS.export_dir, FLAGS.vocab_file, FLAGS.do_lower_case,
                         FLAGS.seq_length, FLAGS.label_names or None, kind,
                         pad_to_longest=FLAGS.pad_to_longest, pad_multiple=FLAGS.pad_multiple,
                         embed_pooling=FLAGS.embed_pooling, embed_normalize=FLAGS.embed_normalize)
     if FLAGS.preprocessing_export_dir:
-        export.export_preprocessing(FLAGS.preprocessing_export_dir, FLAGS.vocab_file,
+        savedmodel.export_preprocessing(FLAGS.preprocessing_export_dir, FLAGS.vocab_file,
                                     FLAGS.do_lower_case, FLAGS.seq_length)
 
 

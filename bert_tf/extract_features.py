@@ -1,6 +1,6 @@
 """Contextual token features or sentence embeddings from any BERT checkpoint.
 
-The original's extract_features.py, same flags and output (see bert_tf/feature_extraction.py):
+The original's extract_features.py, same flags and output (see bert_tf/export/feature_extraction.py):
 
     python -m bert_tf.extract_features --input_file=input.txt --output_file=output.jsonl \
         --vocab_file=vocab.txt --bert_config_file=bert_config.json \
@@ -27,13 +27,13 @@ from absl import app, flags
 
 from bert_tf import checkpoints
 from bert_tf.config import BertConfig
-from bert_tf.feature_extraction import (Example, Extractor, Progress, ResumableOutput,
+from bert_tf.export.feature_extraction import (Example, Extractor, Progress, ResumableOutput,
                                         count_lines, example_features, output_format,
                                         pad_batch, read_examples, settings_fingerprint,
                                         token_json)
-from bert_tf.init_checkpoint import init_from_checkpoint
+from bert_tf.checkpoints.init_checkpoint import init_from_checkpoint
 from bert_tf.models import BertEncoder, encoder_of
-from bert_tf.sentence_embedding import POOLINGS
+from bert_tf.export.sentence_embedding import POOLINGS
 from data_prep import command
 from data_prep.tokenizer.tokenization import FullTokenizer
 

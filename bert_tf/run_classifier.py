@@ -7,7 +7,7 @@
         --output_dir=runs/sst2 --do_train --do_eval --do_predict
 
 Defaults are the original run_classifier's (lr 5e-5, 3 epochs, 10% warmup, seq 128, batch
-32/8/8, lower-cased). Training is `training.run`: the same loop, strategies, precision,
+32/8/8, lower-cased). Training is `trainer.run`: the same loop, strategies, precision,
 optimizer and resumable checkpoints as pretraining. Outputs in --output_dir:
 eval_results.txt (task metrics on dev; MNLI adds dev_mismatched_* keys), the submission
 file(s) (SST-2.tsv, MNLI-m.tsv + MNLI-mm.tsv, ...; `index<TAB>prediction` with label
@@ -27,8 +27,9 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from bert_tf import distribute, script_flags, training
-from bert_tf.classification import (ClassificationTask, evaluate_logits, output_probabilities,
+from bert_tf import script_flags
+from bert_tf.training import distribute, trainer
+from bert_tf.tasks.classification import (ClassificationTask, evaluate_logits, output_probabilities,
                                     predict)
 from data_prep import command
 from data_prep.tasks import glue
@@ -63,7 +64,7 @@ def _load_for_prediction(task: ClassificationTask, output_dir: str, which: str, 
                          dtype: str) -> keras.Model:
     """The fine-tuned model: best/ or the latest checkpoint, else the init checkpoint."""
     model = task.build_model(dtype)
-    best = training.best_checkpoint(output_dir)
+    best = trainer.best_checkpoint(output_dir)
     latest = tf.train.latest_checkpoint(os.path.join(output_dir, "checkpoints"))
     if which == "best" and not best:
         raise ValueError(f"--predict_checkpoint=best but {output_dir} has no best/ checkpoint "
@@ -153,7 +154,7 @@ def main(argv) -> None:
 
     results: dict[str, float] = {}
     if do_train or do_eval:
-        results = training.run(cls_task, args, optimizer_fn, strategy=strategy, init_fn=init_fn)
+        results = trainer.run(cls_task, args, optimizer_fn, strategy=strategy, init_fn=init_fn)
     chief = distribute.is_chief(strategy)
     load = functools.partial(_load_for_prediction, cls_task, output_dir, init_fn=init_fn,
                              dtype=FLAGS.dtype)
@@ -166,7 +167,7 @@ def main(argv) -> None:
             extra = evaluate_logits(out["logits"], out["label_ids"], out["is_real_example"],
                                     task.metrics, task.is_regression)
             results.update({f"{split}_{k}": v for k, v in extra.items()})
-        training.write_eval_results(
+        trainer.write_eval_results(
             os.path.join(output_dir, "eval_results.txt"),
             {k: v for k, v in results.items() if not k.startswith("train_")})
     if do_train and chief:

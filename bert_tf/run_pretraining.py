@@ -3,7 +3,7 @@
     python -m bert_tf.run_pretraining --flagfile=flags/pretrain_tiny.flags
     python -m bert_tf.run_pretraining --flagfile=flags/pretrain_tiny_dynamic.flags
 
---dynamic_masking draws the masked-LM masks in the input pipeline (bert_tf/dynamic_masking.py;
+--dynamic_masking draws the masked-LM masks in the input pipeline (bert_tf/training/dynamic_masking.py;
 records of create_pretraining_data --masking=none, or static ones, whose stored masks are then
 replaced); --nsp=false trains the masked LM alone (records of --task=none have no
 next-sentence labels).
@@ -16,8 +16,9 @@ import os
 import keras
 from absl import app, flags
 
-from bert_tf import distribute, dynamic_masking, script_flags, training
-from bert_tf.pretraining import PretrainingTask
+from bert_tf import script_flags
+from bert_tf.training import distribute, dynamic_masking, trainer
+from bert_tf.tasks.pretraining import PretrainingTask
 from data_prep import command
 
 FLAGS = flags.FLAGS
@@ -79,7 +80,7 @@ def main(argv) -> None:
         config.to_json_file(os.path.join(FLAGS.output_dir, "bert_config.json"))
     if FLAGS.vocab_file:
         script_flags.check_vocab_size(FLAGS.vocab_file, config.vocab_size)
-    results = training.run(
+    results = trainer.run(
         task, args, script_flags.optimizer_fn_from_flags(FLAGS, FLAGS.num_train_steps,
                                                          FLAGS.num_warmup_steps),
         strategy=strategy, init_fn=script_flags.init_fn_from_flags(FLAGS))

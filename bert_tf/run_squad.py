@@ -8,7 +8,7 @@
 
 Defaults are the original run_squad's (lr 3e-5, 2 epochs, 10% warmup, batch 12, predict
 batch 8, seq 384, doc stride 128, query 64, n-best 20, answers up to 30 tokens, lower-cased);
-as there, the step count is examples / batch * epochs. Training is `training.run`: the same
+as there, the step count is examples / batch * epochs. Training is `trainer.run`: the same
 loop, strategies, precision, optimizer and resumable checkpoints as the other tasks.
 Prediction is the loop's evaluation of the --predict_file features (at the end, and every
 --eval_every_steps if given); it writes to --output_dir:
@@ -32,9 +32,12 @@ import keras
 import tensorflow as tf
 from absl import app, flags
 
-from bert_tf import distribute, script_flags, squad_metrics, training
-from bert_tf.squad_postprocess import compute_predictions, write_predictions
-from bert_tf.squad_task import SquadTask
+from bert_tf import script_flags
+from bert_tf.training import distribute
+from bert_tf.tasks.squad import metrics as squad_metrics
+from bert_tf.training import trainer
+from bert_tf.tasks.squad.postprocess import compute_predictions, write_predictions
+from bert_tf.tasks.squad.task import SquadTask
 from data_prep import command
 from data_prep.tasks import squad
 
@@ -188,7 +191,7 @@ def main(argv) -> None:
         config.to_json_file(os.path.join(output_dir, "bert_config.json"))
     optimizer_fn = script_flags.optimizer_fn_from_flags(FLAGS, num_train_steps, num_warmup_steps)
 
-    results = training.run(task, args, optimizer_fn, strategy=strategy, init_fn=init_fn)
+    results = trainer.run(task, args, optimizer_fn, strategy=strategy, init_fn=init_fn)
     if do_train and chief:
         # The fine-tuned model as one file (for export_savedmodel --keras_model).
         model = task.build_model(FLAGS.dtype)

@@ -18,8 +18,9 @@ import keras
 import tensorflow as tf
 from absl import app, flags
 
-from bert_tf import distribute, script_flags, training
-from bert_tf.tagging import TaggingTask
+from bert_tf import script_flags
+from bert_tf.training import distribute, trainer
+from bert_tf.tasks.tagging import TaggingTask
 from data_prep import command
 from data_prep.tasks import conll
 from data_prep.files.tfrecords import atomic_path
@@ -115,14 +116,14 @@ def main(argv) -> None:
     init_fn = script_flags.init_fn_from_flags(FLAGS)
     results = {}
     if FLAGS.do_train or FLAGS.do_eval:
-        results = training.run(
+        results = trainer.run(
             task, args, script_flags.optimizer_fn_from_flags(FLAGS, num_train_steps,
                                                              num_warmup_steps),
             strategy=strategy, init_fn=init_fn)
     if (FLAGS.do_train or FLAGS.do_predict) and distribute.is_chief(strategy):
         model = task.build_model(FLAGS.dtype)
         # The best-F1 weights when periodic evaluation kept them, else the last checkpoint.
-        weights = training.best_checkpoint(output_dir) or tf.train.latest_checkpoint(
+        weights = trainer.best_checkpoint(output_dir) or tf.train.latest_checkpoint(
             os.path.join(output_dir, "checkpoints"))
         if weights:
             tf.train.Checkpoint(model=model).read(weights).expect_partial()

@@ -11,9 +11,9 @@ from typing import Callable
 import keras
 from absl import app, flags
 
-from bert_tf import bucketing, cpu_allocator, distribute, training
+from bert_tf.training import bucketing, cpu_allocator, distribute, trainer
 from bert_tf.config import PRESETS, BertConfig
-from bert_tf.init_checkpoint import init_from_checkpoint
+from bert_tf.checkpoints.init_checkpoint import init_from_checkpoint
 from bert_tf.optimization import OPTIMIZERS, create_optimizer
 from data_prep.tokenizer.tokenization import load_vocab
 
@@ -82,13 +82,13 @@ def bert_config_from_flags(values: flags.FlagValues) -> BertConfig:
 
 def start_main(flag_values: flags.FlagValues) -> None:
     """What a training script's `main` does first, before any tensor exists: INFO logging and
-    the CPU allocator that `--bfc_cpu_allocator` asks for (bert_tf/cpu_allocator.py)."""
+    the CPU allocator that `--bfc_cpu_allocator` asks for (bert_tf/training/cpu_allocator.py)."""
     logging.getLogger().setLevel(logging.INFO)
     cpu_allocator.use_bfc_cpu_allocator(flag_values.bfc_cpu_allocator)
 
 
 def training_args_from_flags(values: flags.FlagValues, num_train_steps: int, do_train: bool,
-                             do_eval: bool, **overrides) -> training.TrainingArgs:
+                             do_eval: bool, **overrides) -> trainer.TrainingArgs:
     """`TrainingArgs` from the flags of `define_training_flags` (+ per-script overrides)."""
     args = dict(
         output_dir=values.output_dir, train_batch_size=values.train_batch_size,
@@ -99,7 +99,7 @@ def training_args_from_flags(values: flags.FlagValues, num_train_steps: int, do_
         max_eval_steps=values.max_eval_steps if values.max_eval_steps > 0 else None,
         dtype=values.dtype, jit_compile=values.jit_compile, do_train=do_train, do_eval=do_eval)
     args.update(overrides)
-    return training.TrainingArgs(**args)
+    return trainer.TrainingArgs(**args)
 
 
 def optimizer_fn_from_flags(values: flags.FlagValues, num_train_steps: int,
@@ -139,7 +139,7 @@ def save_keras(model: keras.Model, path: str) -> None:
 
 
 def define_bucketing_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """--length_bucketing and --bucket_boundaries (fine-tuning scripts; bert_tf/bucketing.py)."""
+    """--length_bucketing and --bucket_boundaries (fine-tuning scripts; bert_tf/training/bucketing.py)."""
     flags.DEFINE_bool("length_bucketing", True, "Pad each batch only to its bucket's length "
                       "(the smallest --bucket_boundaries length that holds its longest "
                       "example; training groups examples of similar length within a shuffle "

@@ -4,7 +4,7 @@ import os
 # Quiet TensorFlow's C++ start-up chatter and pin the Keras backend we ship.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-# The allocator the scripts use (bert_tf/cpu_allocator.py); TensorFlow reads it when the
+# The allocator the scripts use (bert_tf/training/cpu_allocator.py); TensorFlow reads it when the
 # first tensor is created, so it must be set before any test runs.
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 

@@ -15,8 +15,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bert_tf  # noqa: E402
-from bert_tf import distribute, optimization, training  # noqa: E402
-from bert_tf.pretraining import PretrainingTask  # noqa: E402
+from bert_tf import optimization  # noqa: E402
+from bert_tf.training import distribute, trainer
+from bert_tf.tasks.pretraining import PretrainingTask  # noqa: E402
 
 
 def _free_port() -> int:
@@ -49,14 +50,14 @@ def main(data_glob: str, output_dir: str, result_file: str, steps: str = "6") ->
     config = bert_tf.BertConfig.from_preset("tiny", vocab_size=64, max_position_embeddings=64)
     task = PretrainingTask(config, data_glob, train_batch_size=8, max_seq_length=32,
                            max_predictions_per_seq=5)
-    args = training.TrainingArgs(output_dir=output_dir, train_batch_size=8, num_train_steps=steps,
+    args = trainer.TrainingArgs(output_dir=output_dir, train_batch_size=8, num_train_steps=steps,
                                  steps_per_loop=3, save_checkpoints_steps=3, do_eval=False)
-    trainer = training.Trainer(task, strategy, args,
+    runner = trainer.Trainer(task, strategy, args,
                                lambda: optimization.create_optimizer(1e-3, steps, 1))
-    trainer.restore_or_initialize(None)
-    print(f"starting at step {trainer.step}", flush=True)
-    trainer.train()
-    weights = np.concatenate([np.ravel(w) for w in trainer.model.get_weights()])
+    runner.restore_or_initialize(None)
+    print(f"starting at step {runner.step}", flush=True)
+    runner.train()
+    weights = np.concatenate([np.ravel(w) for w in runner.model.get_weights()])
     np.save(result_file, weights)
 
 

@@ -4,7 +4,8 @@
 * library code never imports a command (the scripts a user runs import the library);
 * no import cycle among first-party modules, counting imports inside functions too (a lazy
   import still ties the two modules together);
-* docs/architecture.md names every top-level module and subpackage of both packages.
+* docs/architecture.md names every module and subpackage of both packages, and the top
+  level of each holds only its public API and its commands.
 """
 from __future__ import annotations
 
@@ -110,13 +111,26 @@ def test_the_checks_see_a_cycle_and_a_wrong_way_import(tmp_path, monkeypatch):
 
 
 def test_architecture_doc_names_every_module_and_subpackage():
+    # Every module, at any depth, is named in the doc (as `name.py`), and every subpackage
+    # as `name/`.
     text = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
     missing = []
     for package in PACKAGES:
-        for path in sorted((REPO / package).iterdir()):
+        for path in sorted((REPO / package).rglob("*")):
             if path.suffix == ".py" and path.stem != "__init__" and not re.search(
                     rf"`{re.escape(path.name)}`", text):
-                missing.append(f"{package}/{path.name}")
+                missing.append(str(path.relative_to(REPO)))
             if path.is_dir() and (path / "__init__.py").exists() and f"`{path.name}/`" not in text:
-                missing.append(f"{package}/{path.name}/")
+                missing.append(f"{path.relative_to(REPO)}/")
     assert not missing, f"docs/architecture.md does not mention {missing}"
+
+
+def test_the_top_level_is_the_front_door():
+    # A package's top level holds its public API and the commands a user runs; library code
+    # lives in subpackages named for what they hold.
+    front = {"bert_tf": {"__init__", "config"} | {c.split(".")[1] for c in COMMANDS},
+             "data_prep": {"__init__", "command", "compiled", "create_pretraining_data",
+                           "build_vocab", "prepare_corpus", "beam_pipeline"}}
+    extra = sorted(f"{package}/{path.name}" for package in PACKAGES
+                   for path in (REPO / package).glob("*.py") if path.stem not in front[package])
+    assert not extra, f"library modules at a package's top level: {extra}"

@@ -1,4 +1,4 @@
-"""Length bucketing (bert_tf/bucketing.py): bounded bucket lengths, every example once per epoch,
+"""Length bucketing (bert_tf/training/bucketing.py): bounded bucket lengths, every example once per epoch,
 an order reproducible from the seed and exact on resume, and evaluation identical to the
 fixed-length pipeline (classifier, tagger, SQuAD), also under MirroredStrategy with gradient
 accumulation and in run_classifier."""
@@ -14,14 +14,13 @@ import pytest
 import tensorflow as tf
 
 import bert_tf
-from bert_tf import bucketing, optimization, training
-from bert_tf.classification import ClassificationTask, predict
-from bert_tf.squad_postprocess import compute_predictions
-from bert_tf.squad_task import SquadTask, predict_logits
-from bert_tf.tagging import TaggingTask
-from data_prep.tasks import conll
-from data_prep.tasks import glue
-from data_prep.tasks import squad
+from bert_tf import optimization
+from bert_tf.training import bucketing, trainer
+from bert_tf.tasks.classification import ClassificationTask, predict
+from bert_tf.tasks.squad.postprocess import compute_predictions
+from bert_tf.tasks.squad.task import SquadTask, predict_logits
+from bert_tf.tasks.tagging import TaggingTask
+from data_prep.tasks import conll, glue, squad
 from data_prep.tasks.classifier_features import parse_classifier_examples
 from data_prep.files.tfrecords import serialize_examples, write_tfrecord
 from data_prep.tokenizer.tokenization import FullTokenizer
@@ -180,9 +179,9 @@ SEED = 3
 
 def _eval_only(task, output_dir):
     keras.utils.set_random_seed(SEED)
-    args = training.TrainingArgs(output_dir=output_dir, train_batch_size=8, num_train_steps=1,
+    args = trainer.TrainingArgs(output_dir=output_dir, train_batch_size=8, num_train_steps=1,
                                  do_train=False)
-    return training.run(task, args, lambda: optimization.create_optimizer(1e-3, 1, 0))
+    return trainer.run(task, args, lambda: optimization.create_optimizer(1e-3, 1, 0))
 
 
 def _model(task):
@@ -304,10 +303,10 @@ def test_resumed_bucketed_training_ends_with_the_same_weights(tmp_path, id_recor
 
     def train(output_dir, steps):
         keras.utils.set_random_seed(5)
-        args = training.TrainingArgs(output_dir=output_dir, train_batch_size=8,
+        args = trainer.TrainingArgs(output_dir=output_dir, train_batch_size=8,
                                      num_train_steps=steps, steps_per_loop=2,
                                      save_checkpoints_steps=2, do_eval=False)
-        training.run(make(), args, lambda: optimization.create_optimizer(1e-3, 6, 0))
+        trainer.run(make(), args, lambda: optimization.create_optimizer(1e-3, 6, 0))
 
     train(str(tmp_path / "straight"), 6)
     train(str(tmp_path / "resumed"), 4)
@@ -323,8 +322,9 @@ MIRRORED = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from bert_tf import bucketing, optimization, training
-    from bert_tf.classification import ClassificationTask
+    from bert_tf import optimization
+    from bert_tf.training import trainer
+    from bert_tf.tasks.classification import ClassificationTask
     import bert_tf
     path, out = sys.argv[1], sys.argv[2]
     config = bert_tf.BertConfig.from_preset("tiny", vocab_size=30522, max_position_embeddings=64)
@@ -333,10 +333,10 @@ MIRRORED = textwrap.dedent("""
                                   bucket_lengths=lengths)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     opt = lambda: optimization.create_optimizer(1e-3, 4, 0)
-    args = training.TrainingArgs(output_dir=out, train_batch_size=8, num_train_steps=4,
+    args = trainer.TrainingArgs(output_dir=out, train_batch_size=8, num_train_steps=4,
                                  steps_per_loop=2, num_accumulation_steps=2)
-    mirrored = training.run(task((16, 32, 48, 64)), args, opt, strategy=strategy)
-    fixed = training.run(task(None), args, opt)  # one device, same checkpoint, fixed length
+    mirrored = trainer.run(task((16, 32, 48, 64)), args, opt, strategy=strategy)
+    fixed = trainer.run(task(None), args, opt)  # one device, same checkpoint, fixed length
     print(json.dumps({"mirrored": mirrored, "fixed": fixed}))
 """)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import bert_tf
-from bert_tf import activations
+from bert_tf.layers import activations
 from bert_tf.config import BertConfig
 
 ORIGINAL_BASE = {

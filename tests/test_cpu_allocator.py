@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from bert_tf.cpu_allocator import ENV_VAR
+from bert_tf.training.cpu_allocator import ENV_VAR
 from tests.conftest import REPO_ROOT
 
 SCRIPTS = ["run_pretraining", "run_classifier", "run_squad", "run_tagger"]
@@ -27,7 +27,7 @@ def _python(code: str, env_value: str | None = None) -> list[str]:
 
 
 _PROBE = """
-from bert_tf import cpu_allocator
+from bert_tf.training import cpu_allocator
 print(cpu_allocator.bfc_cpu_allocator_active())
 """
 
@@ -54,7 +54,7 @@ def test_script_main_turns_it_on_unless_the_flag_says_no(script):
     code = f"""
 from absl import app, flags
 import bert_tf.{script} as script
-from bert_tf import cpu_allocator
+from bert_tf.training import cpu_allocator
 flags.FLAGS(["prog"] + ARGS)
 try:
     script.main([])
@@ -71,7 +71,7 @@ def test_the_environment_wins_and_a_late_call_warns():
     code = """
 import logging, sys
 logging.basicConfig(stream=sys.stdout, format="%(levelname)s")
-from bert_tf import cpu_allocator
+from bert_tf.training import cpu_allocator
 print(cpu_allocator.use_bfc_cpu_allocator(True))
 """
     assert _python(code, env_value="1") == ["True"]
@@ -82,7 +82,7 @@ import logging, sys
 logging.basicConfig(stream=sys.stdout, format="%(levelname)s")
 import tensorflow as tf
 tf.constant([1.0]) + 1.0  # the first tensor creates the default allocator
-from bert_tf import cpu_allocator
+from bert_tf.training import cpu_allocator
 print(cpu_allocator.use_bfc_cpu_allocator(True))
 """
     assert _python(late) == ["WARNING", "False"]

@@ -1,4 +1,4 @@
-"""bert_tf.dynamic_masking: the static path's statistics, whole words, determinism and resume,
+"""bert_tf.training.dynamic_masking: the static path's statistics, whole words, determinism and resume,
 static records re-masked, record checks, and a tiny run_pretraining --dynamic_masking --nsp=false."""
 import os
 import subprocess
@@ -10,11 +10,11 @@ import pytest
 import tensorflow as tf
 
 import bert_tf
-from bert_tf import dynamic_masking as dm
-from bert_tf import optimization, training
-from bert_tf.pretraining import PretrainingTask
-from data_prep.pretraining import shards as cpd
-from data_prep.pretraining import instances as inst
+from bert_tf.training import dynamic_masking as dm
+from bert_tf import optimization
+from bert_tf.training import trainer
+from bert_tf.tasks.pretraining import PretrainingTask
+from data_prep.pretraining import shards as cpd, instances as inst
 from data_prep.files import tfrecords
 from tests.conftest import REPO_ROOT, TEST_DATA
 
@@ -195,10 +195,10 @@ def test_nsp_false_trains_and_resumes_bit_identically(records, tmp_path):
         task = PretrainingTask(config, records["packed"], 8, 32, 5,
                                eval_input_file=records["packed"], eval_batch_size=16,
                                masking=_options(max_predictions_per_seq=5), nsp=False)
-        args = training.TrainingArgs(output_dir=str(out), train_batch_size=8,
+        args = trainer.TrainingArgs(output_dir=str(out), train_batch_size=8,
                                      num_train_steps=steps, steps_per_loop=2,
                                      save_checkpoints_steps=4, max_eval_steps=2)
-        results = training.run(task, args,
+        results = trainer.run(task, args,
                                lambda: optimization.create_optimizer(1e-3, 8, 2))
         return results
 

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import bert_tf
-from bert_tf import export
+from bert_tf.export import savedmodel
 from tests.conftest import REPO_ROOT, TEST_DATA
 from tests.savedmodel_client import TEXTS
 
@@ -38,11 +38,11 @@ def _original_truncate(a, b, budget):
     return a, b
 
 
-@pytest.mark.parametrize("kind", export.KINDS)
+@pytest.mark.parametrize("kind", savedmodel.KINDS)
 def test_reloads_without_bert_tf_and_matches_keras(kind, encoder, tmp_path):
     model = _model(kind, encoder)
     labels = ["a", "b", "c"] if kind == "classifier" else None
-    path = export.export_model(model, str(tmp_path / kind), VOCAB, True, SEQ, labels)
+    path = savedmodel.export_model(model, str(tmp_path / kind), VOCAB, True, SEQ, labels)
     with open(os.path.join(path, "saved_model.pb"), "rb") as f:
         # No XLA-compiled function (training-only kernels): TF Serving refuses them by default.
         assert b"_XlaMustCompile" not in f.read()
@@ -60,7 +60,7 @@ def test_reloads_without_bert_tf_and_matches_keras(kind, encoder, tmp_path):
             continue
         np.testing.assert_allclose(got[f"ids/{key}"], np.asarray(value), atol=1e-5)
     # Text signature == the Keras model on the packed ids of the same text.
-    pre = export.PreprocessingModule(VOCAB, True, SEQ)
+    pre = savedmodel.PreprocessingModule(VOCAB, True, SEQ)
     if kind == "span_labeler":
         packed = pre.serve_text_pair(tf.constant(TEXTS[:2]), tf.constant(TEXTS[2:4]))
         keras_out = model(packed)
@@ -82,7 +82,7 @@ def test_reloads_without_bert_tf_and_matches_keras(kind, encoder, tmp_path):
 
 
 def test_packing_truncates_like_the_original():
-    pre = export.PreprocessingModule(VOCAB, True, 12)
+    pre = savedmodel.PreprocessingModule(VOCAB, True, 12)
     for len_a, len_b in [(3, 3), (20, 2), (2, 20), (9, 9), (10, 9), (30, 30)]:
         a = tf.ragged.constant([list(range(1000, 1000 + len_a))])
         b = tf.ragged.constant([list(range(2000, 2000 + len_b))])
@@ -96,7 +96,7 @@ def test_packing_truncates_like_the_original():
 
 
 def test_serving_edge_cases(encoder, tmp_path):
-    path = export.export_model(bert_tf.BertClassifier(encoder, 2), str(tmp_path / "c"), VOCAB,
+    path = savedmodel.export_model(bert_tf.BertClassifier(encoder, 2), str(tmp_path / "c"), VOCAB,
                                True, SEQ)
     loaded = tf.saved_model.load(path)
     # Clean, named signatures (what `saved_model_cli show` lists).
@@ -106,7 +106,7 @@ def test_serving_edge_cases(encoder, tmp_path):
     assert list(serve.structured_input_signature[1]) == ["text"]
     out = serve(text=tf.constant(["", " ", "x" * 5000, "ok", "\x00\u200b"]))
     assert out["logits"].shape == (5, 2)
-    pre = export.PreprocessingModule(VOCAB, True, SEQ)
+    pre = savedmodel.PreprocessingModule(VOCAB, True, SEQ)
     packed = pre.serving_default(tf.constant(["word " * 100, ""]))
     ids = packed["input_ids"].numpy()
     assert ids[0, 0] == 101 and ids[0, -1] == 102 and packed["input_mask"].numpy()[0].all()
@@ -142,8 +142,8 @@ SHORT = ["a fine film", "dull", "it is what it is, and what it is is long enough
 @pytest.mark.parametrize("kind", ["classifier", "token_classifier", "span_labeler", "encoder"])
 def test_text_signatures_pad_to_the_longest_request(kind, encoder):
     model = _model(kind, encoder)
-    longest = export.ServingModule(model, kind, VOCAB, True, 64).signatures()
-    fixed = export.ServingModule(model, kind, VOCAB, True, 64,
+    longest = savedmodel.ServingModule(model, kind, VOCAB, True, 64).signatures()
+    fixed = savedmodel.ServingModule(model, kind, VOCAB, True, 64,
                                  pad_to_longest=False).signatures()
     if kind == "span_labeler":
         args = dict(question=tf.constant(SHORT[:2]), context=tf.constant(SHORT[1:]))
@@ -174,7 +174,7 @@ def test_text_signatures_pad_to_the_longest_request(kind, encoder):
 
 
 def test_embed_signature_saved_and_normalised(encoder, tmp_path):
-    path = export.export_model(encoder, str(tmp_path / "e"), VOCAB, True, SEQ,
+    path = savedmodel.export_model(encoder, str(tmp_path / "e"), VOCAB, True, SEQ,
                                embed_pooling="mean", embed_normalize=True)
     loaded = tf.saved_model.load(path)
     assert {"serving_default", "serve_text_pair", "serve_ids", "embed"} <= set(loaded.signatures)
@@ -186,7 +186,7 @@ def test_embed_signature_saved_and_normalised(encoder, tmp_path):
 def test_every_signature_names_a_wrong_input(encoder, tmp_path):
     """Shape, range and rank errors name the input; a loaded signature does not check the
     rank it declares, so the export checks at run time."""
-    loaded = {kind: tf.saved_model.load(export.export_model(
+    loaded = {kind: tf.saved_model.load(savedmodel.export_model(
         _model(kind, encoder), str(tmp_path / kind), VOCAB, True, SEQ))
         for kind in ("classifier", "fill_mask")}
     serve_ids = loaded["classifier"].signatures["serve_ids"]

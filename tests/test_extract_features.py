@@ -17,8 +17,8 @@ import pytest
 import tensorflow as tf
 
 import bert_tf
-from bert_tf import feature_extraction as fe
-from bert_tf.sentence_embedding import pool_tokens
+from bert_tf.export import feature_extraction as fe
+from bert_tf.export.sentence_embedding import pool_tokens
 from data_prep.tokenizer.tokenization import FullTokenizer
 from tests.conftest import REPO_ROOT, TEST_DATA
 

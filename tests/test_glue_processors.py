@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep.tasks import classifier_features as cf
-from data_prep.tasks import glue
+from data_prep.tasks import classifier_features as cf, glue
 from tests.conftest import TEST_DATA
 
 GLUE = os.path.join(TEST_DATA, "glue")

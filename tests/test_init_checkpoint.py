@@ -17,13 +17,13 @@ import tensorflow as tf
 import bert_tf
 from bert_tf import checkpoints
 from bert_tf.checkpoints import names
-from bert_tf.init_checkpoint import checkpoint_format, init_from_checkpoint
+from bert_tf.checkpoints.init_checkpoint import checkpoint_format, init_from_checkpoint
 from bert_tf.optimization import create_optimizer
 from tests.test_checkpoints import TINY, _encoder, _inputs, _pretrainer, _torch_zip
 
 
 def _write_training_checkpoint(model, tmp_path):
-    # As bert_tf.training writes it: model and optimizer (with its slots) through a manager.
+    # As bert_tf.training.trainer writes it: model and optimizer (with its slots) through a manager.
     optimizer = create_optimizer(1e-3, 10, 1)
     optimizer.build(model.trainable_variables)
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model, optimizer=optimizer),

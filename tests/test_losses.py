@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from bert_tf import losses
+from bert_tf.training import losses
 
 
 def _nll(logits, labels):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bert_tf import metrics
+from bert_tf.training import metrics
 
 
 def test_accuracy_and_f1_by_hand():

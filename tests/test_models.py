@@ -78,7 +78,7 @@ def test_masked_lm_head_is_tied_and_gathers(tiny_config):
     seq = np.asarray(encoder(x)["sequence_output"])
     gathered = np.take_along_axis(seq, positions[:, :, None], axis=1)
     hidden = gathered @ w["masked_lm_head/transform/kernel"] + w["masked_lm_head/transform/bias"]
-    hidden = bert_tf.activations.get(tiny_config.hidden_act)(hidden)
+    hidden = bert_tf.layers.activations.get(tiny_config.hidden_act)(hidden)
     hidden = layer_norm(np.asarray(hidden), w["masked_lm_head/layer_norm/gamma"],
                         w["masked_lm_head/layer_norm/beta"], 1e-12)
     expected = hidden @ w["word_embeddings/embeddings"].T + w["masked_lm_head/output_bias"]
@@ -353,7 +353,7 @@ def test_fused_training_gelu_equals_the_plain_one_and_stays_out_of_inference():
     """activations.get_for_training("gelu_approximate") (fused XLA kernels, custom gradient)
     computes the same function and derivative as get(); a block uses it only in training."""
     import tensorflow as tf
-    from bert_tf import activations
+    from bert_tf.layers import activations
     fused, plain = activations.get_for_training("gelu_new"), activations.get("gelu_new")
     assert fused is not plain and activations.get_for_training("relu") is activations.get("relu")
     x64 = np.linspace(-8, 8, 2001)

@@ -11,8 +11,9 @@ import tensorflow as tf
 from scipy import stats
 
 import bert_tf
-from bert_tf import optimization, training
-from bert_tf.classification import ClassificationTask, evaluate_logits, predict
+from bert_tf import optimization
+from bert_tf.training import trainer
+from bert_tf.tasks.classification import ClassificationTask, evaluate_logits, predict
 from data_prep.tasks import glue
 from tests.conftest import REPO_ROOT, TEST_DATA
 
@@ -35,9 +36,9 @@ def test_loop_eval_equals_metrics_on_predictions(tmp_path, name, folder, split):
     cls = ClassificationTask(CONFIG, task.num_classes, 32, train_batch_size=4,
                              eval_batch_size=4, train_file=train.path, eval_file=dev.path,
                              metric_names=task.metrics)
-    args = training.TrainingArgs(output_dir=str(tmp_path / "run"), train_batch_size=4,
+    args = trainer.TrainingArgs(output_dir=str(tmp_path / "run"), train_batch_size=4,
                                  num_train_steps=3, steps_per_loop=3)
-    result = training.run(cls, args, lambda: optimization.create_optimizer(1e-3, 3, 1))
+    result = trainer.run(cls, args, lambda: optimization.create_optimizer(1e-3, 3, 1))
     expected_keys = {"eval_loss", "eval_num_examples"} | {f"eval_{m}" for m in task.metrics}
     assert expected_keys <= set(result) and result["eval_num_examples"] == dev.num_examples
 

@@ -12,9 +12,11 @@ import pytest
 import tensorflow as tf
 
 import bert_tf
-from bert_tf import optimization, squad_metrics, training
-from bert_tf.squad_postprocess import NO_SPAN_NULL_ODDS
-from bert_tf.squad_task import SquadTask, predict_logits
+from bert_tf import optimization
+from bert_tf.tasks.squad import metrics as squad_metrics
+from bert_tf.training import trainer
+from bert_tf.tasks.squad.postprocess import NO_SPAN_NULL_ODDS
+from bert_tf.tasks.squad.task import SquadTask, predict_logits
 from data_prep.tasks import squad
 from data_prep.tasks.squad_examples import load_squad_json
 from tests.conftest import REPO_ROOT, TEST_DATA
@@ -60,9 +62,9 @@ def test_squad_task_in_the_loop(tmp_path):
         return {"rows": float(len(unique_ids))}
 
     task = SquadTask(config, 64, 4, 4, train.path, dev.path, evaluate)
-    args = training.TrainingArgs(output_dir=str(tmp_path / "run"), train_batch_size=4,
+    args = trainer.TrainingArgs(output_dir=str(tmp_path / "run"), train_batch_size=4,
                                  num_train_steps=2, steps_per_loop=2)
-    result = training.run(task, args, lambda: optimization.create_optimizer(1e-3, 2, 0))
+    result = trainer.run(task, args, lambda: optimization.create_optimizer(1e-3, 2, 0))
     assert result["rows"] == dev.num_records and seen["start"].shape == (dev.num_records, 64)
 
     model = task.build_model("float32")

@@ -1,7 +1,7 @@
 """The official SQuAD v1.1 / v2.0 metrics, against numbers computed by hand."""
 import pytest
 
-from bert_tf import squad_metrics as m
+from bert_tf.tasks.squad import metrics as m
 
 
 def _data(*qas):

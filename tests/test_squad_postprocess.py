@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from bert_tf.squad_postprocess import (NO_SPAN_NULL_ODDS, best_indexes, compute_predictions,
+from bert_tf.tasks.squad.postprocess import (NO_SPAN_NULL_ODDS, best_indexes, compute_predictions,
                                        detokenize, get_final_text, softmax, write_predictions)
 from data_prep.tasks.squad_examples import SquadExample, split_doc_tokens
 from data_prep.tasks.squad_features import FIRST_UNIQUE_ID, convert_examples_to_features
@@ -208,7 +208,7 @@ def test_write_predictions_files(tmp_path, tokenizer):
 def test_oracle_logits_reproduce_every_gold_answer_on_real_squad():
     """Logits that point at the training targets give 100 EM/F1 on the shipped real v2.0 file:
     windows, max context, null scores, text realignment and metrics all agree."""
-    from bert_tf import squad_metrics
+    from bert_tf.tasks.squad import metrics as squad_metrics
     from data_prep.tasks.squad_examples import load_squad_json, read_squad_examples
 
     path = os.path.join(REPO_ROOT, "data", "squad", "dev-v2.0-2articles.json")

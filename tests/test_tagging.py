@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from bert_tf import metrics
+from bert_tf.training import metrics
 from data_prep.tasks import conll
 from data_prep.tokenizer.tokenization import FullTokenizer
 from tests.conftest import REPO_ROOT, TEST_DATA

@@ -14,8 +14,9 @@ import pytest
 import tensorflow as tf
 
 import bert_tf
-from bert_tf import cpu_allocator, distribute, optimization, training
-from bert_tf.pretraining import PretrainingTask
+from bert_tf import optimization
+from bert_tf.training import cpu_allocator, distribute, trainer
+from bert_tf.tasks.pretraining import PretrainingTask
 from tests.conftest import REPO_ROOT
 from tests.multiworker_driver import start_workers
 from tests.pretraining_data import write_pretraining_shards
@@ -36,10 +37,10 @@ def _task(shards, batch=16):
 
 
 def _run(task, out, steps, **kwargs):
-    args = training.TrainingArgs(output_dir=str(out), train_batch_size=task.train_batch_size,
+    args = trainer.TrainingArgs(output_dir=str(out), train_batch_size=task.train_batch_size,
                                  num_train_steps=steps, steps_per_loop=10,
                                  save_checkpoints_steps=10, max_eval_steps=4, **kwargs)
-    return training.run(task, args, lambda: optimization.create_optimizer(1e-3, steps, 4))
+    return trainer.run(task, args, lambda: optimization.create_optimizer(1e-3, steps, 4))
 
 
 def test_learns_and_writes_results(shards, tmp_path):
@@ -84,7 +85,7 @@ def test_checkpoints_hold_the_dropout_seeds_and_older_ones_still_resume(shards, 
     _run(task, tmp_path / "new", 5, do_eval=False)
     names = [n for n, _ in tf.train.list_variables(str(tmp_path / "new" / "checkpoints"))]
     model = task.build_model("float32")
-    seeds = training.dropout_seed_states(model)
+    seeds = trainer.dropout_seed_states(model)
     # Embeddings, and per layer: attention probabilities, attention output, FFN output.
     assert len(seeds) == 3 * config.num_hidden_layers + 1
     assert sum(n.startswith("dropout_seeds/") for n in names) == len(seeds)
@@ -106,10 +107,10 @@ def test_cpu_training_without_the_bfc_allocator_logs_how_to_turn_it_on(
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("the hint is for CPU training")
     monkeypatch.setattr(cpu_allocator, "bfc_cpu_allocator_active", lambda: bfc)
-    args = training.TrainingArgs(output_dir=str(tmp_path), train_batch_size=16,
+    args = trainer.TrainingArgs(output_dir=str(tmp_path), train_batch_size=16,
                                  num_train_steps=1)
-    with caplog.at_level(logging.INFO, logger="bert_tf.training"):
-        training.Trainer(_task(shards), distribute.get_strategy(), args,
+    with caplog.at_level(logging.INFO, logger="bert_tf.training.trainer"):
+        trainer.Trainer(_task(shards), distribute.get_strategy(), args,
                          lambda: optimization.create_optimizer(1e-3, 1, 0))
     hints = [r for r in caplog.records if cpu_allocator.ENV_VAR in r.getMessage()]
     assert len(hints) == (0 if bfc else 1)
@@ -208,7 +209,7 @@ def test_two_worker_processes_agree_on_weights(shards, tmp_path):
 
 
 def test_phase2_continues_at_longer_sequences(tmp_path):
-    from bert_tf.init_checkpoint import checkpoint_format, init_from_checkpoint
+    from bert_tf.checkpoints.init_checkpoint import checkpoint_format, init_from_checkpoint
     short = write_pretraining_shards(str(tmp_path / "seq32"), seq_len=32)
     long = write_pretraining_shards(str(tmp_path / "seq64"), seq_len=64, max_pred=10)
     phase1 = PretrainingTask(CONFIG, short, 8, 32, 5)
@@ -229,16 +230,16 @@ def test_phase2_continues_at_longer_sequences(tmp_path):
         init_from_checkpoint(model, str(tmp_path / "phase1" / "checkpoints"))
         seen["pos"] = model.encoder.position_embeddings.embeddings.numpy()
 
-    args = training.TrainingArgs(output_dir=str(tmp_path / "phase2"), train_batch_size=8,
+    args = trainer.TrainingArgs(output_dir=str(tmp_path / "phase2"), train_batch_size=8,
                                  num_train_steps=5, steps_per_loop=5, max_eval_steps=2)
-    result = training.run(phase2, args, lambda: optimization.create_optimizer(1e-3, 5, 1),
+    result = trainer.run(phase2, args, lambda: optimization.create_optimizer(1e-3, 5, 1),
                           init_fn=init)
     assert result["global_step"] == 5 and np.isfinite(result["masked_lm_loss"])
     np.testing.assert_array_equal(seen["pos"], trained)
 
 
 def test_init_checkpoint_errors_name_the_path(tmp_path):
-    from bert_tf.init_checkpoint import init_from_checkpoint
+    from bert_tf.checkpoints.init_checkpoint import init_from_checkpoint
     model = bert_tf.BertEncoder.from_bert_config(CONFIG)
     with pytest.raises(ValueError, match="no checkpoint"):
         init_from_checkpoint(model, str(tmp_path))

@@ -1,4 +1,4 @@
-"""training.run: periodic evaluation and the best checkpoint kept by a task metric."""
+"""trainer.run: periodic evaluation and the best checkpoint kept by a task metric."""
 import json
 
 import numpy as np
@@ -6,8 +6,9 @@ import pytest
 import tensorflow as tf
 
 import bert_tf
-from bert_tf import optimization, training
-from bert_tf.pretraining import PretrainingTask
+from bert_tf import optimization
+from bert_tf.training import trainer
+from bert_tf.tasks.pretraining import PretrainingTask
 from tests.pretraining_data import write_pretraining_shards
 
 CONFIG = bert_tf.BertConfig.from_preset("tiny", vocab_size=64, max_position_embeddings=64)
@@ -30,11 +31,11 @@ def shards(tmp_path_factory):
 
 
 def _run(task, out, steps, **kwargs):
-    args = training.TrainingArgs(output_dir=str(out), train_batch_size=16, num_train_steps=steps,
+    args = trainer.TrainingArgs(output_dir=str(out), train_batch_size=16, num_train_steps=steps,
                                  steps_per_loop=10, save_checkpoints_steps=10,
                                  max_eval_steps=2, eval_every_steps=10, best_metric="score",
                                  **kwargs)
-    return training.run(task, args, lambda: optimization.create_optimizer(1e-3, steps, 2))
+    return trainer.run(task, args, lambda: optimization.create_optimizer(1e-3, steps, 2))
 
 
 def _kept(out):
@@ -56,7 +57,7 @@ def test_evaluates_periodically_and_keeps_the_best(shards, tmp_path):
     assert result["score"] == 0.5 and result["global_step"] == 30
     assert _kept(tmp_path) == {"metric": "score", "value": 0.7, "mode": "max", "global_step": 20}
     # best/ holds exactly the step-20 weights.
-    best = _weights(task, training.best_checkpoint(str(tmp_path)))
+    best = _weights(task, trainer.best_checkpoint(str(tmp_path)))
     step20 = _weights(task, str(tmp_path / "checkpoints" / "ckpt-20"))
     step30 = _weights(task, str(tmp_path / "checkpoints" / "ckpt-30"))
     for a, b in zip(best, step20, strict=True):
@@ -75,10 +76,10 @@ def test_min_mode_and_bad_metric_name(shards, tmp_path):
     _run(ScriptedScore(shards, [0.3, 0.7]), tmp_path / "min", 20, best_metric_mode="min")
     assert _kept(tmp_path / "min")["global_step"] == 10
     with pytest.raises(ValueError, match="best_metric 'nope' is not among the eval metrics"):
-        args = training.TrainingArgs(output_dir=str(tmp_path / "bad"), train_batch_size=16,
+        args = trainer.TrainingArgs(output_dir=str(tmp_path / "bad"), train_batch_size=16,
                                      num_train_steps=10, best_metric="nope")
-        training.run(ScriptedScore(shards, [0.1]), args,
+        trainer.run(ScriptedScore(shards, [0.1]), args,
                      lambda: optimization.create_optimizer(1e-3, 10, 2))
     with pytest.raises(ValueError, match="eval_every_steps must be > 0"):
-        training.TrainingArgs(output_dir="x", train_batch_size=1, num_train_steps=1,
+        trainer.TrainingArgs(output_dir="x", train_batch_size=1, num_train_steps=1,
                               eval_every_steps=0)

@@ -14,7 +14,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from bert_tf import activations
+from bert_tf.layers import activations
 from bert_tf.checkpoints import names, torch_bin
 from bert_tf.config import BertConfig
 

@@ -21,7 +21,7 @@ from bert_tf.checkpoints import names
 from bert_tf.models.encoder import encoder_of
 
 _GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
-_ROOT = "model"  # bert_tf.training writes tf.train.Checkpoint(model=..., optimizer=...)
+_ROOT = "model"  # bert_tf.training.trainer writes tf.train.Checkpoint(model=..., optimizer=...)
 
 
 class ArrayReader(names.CheckpointReader):

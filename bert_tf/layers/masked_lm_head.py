@@ -5,7 +5,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from bert_tf import activations
+from bert_tf.layers import activations
 from bert_tf.layers.attention import gather_positions
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import keras
 
-from bert_tf import activations
+from bert_tf.layers import activations
 from bert_tf.layers.attention import SelfAttention, gather_positions
 from bert_tf.layers.dropout import Dropout
 

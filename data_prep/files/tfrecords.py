@@ -15,7 +15,7 @@ Feature schema (the original BERT names), one Example per instance, zero padded:
   masked_lm_weights:                              float [max_predictions_per_seq] (1.0 real)
   next_sentence_labels:                           int64 [1]  (1 = random next, 0 = actual next)
 create_pretraining_data --masking=none records lack the three masked_lm_* features and
---task=none records lack next_sentence_labels (bert_tf/dynamic_masking.py reads them all).
+--task=none records lack next_sentence_labels (bert_tf/training/dynamic_masking.py reads them all).
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ each of dupe_factor passes packs the documents in a new random order, so a pass 
 documents across its boundaries; the sequences of all passes are then shuffled. With static
 masking the masks are drawn by instances_vectorized's masker (the original's rules: round(15%)
 of the tokens capped by max_predictions_per_seq, 80/10/10, whole words); with --masking=none
-the sequences are written unmasked for bert_tf.dynamic_masking to mask while training.
+the sequences are written unmasked for bert_tf.training.dynamic_masking to mask while training.
 
 Cost: one Python step per sentence to lay the sequences out (a few us each, about the cost of
 tokenizing it), then numpy over whole arrays.
@@ -24,8 +24,7 @@ from typing import Iterator
 
 import numpy as np
 
-from data_prep.pretraining import instances as inst
-from data_prep.pretraining import instances_vectorized
+from data_prep.pretraining import instances as inst, instances_vectorized
 
 # Part of the output's definition: change it with anything that changes the bytes, so a
 # resumed run never mixes shards of two versions (it is in the shard fingerprint).

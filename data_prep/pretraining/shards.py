@@ -96,12 +96,9 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from absl import logging
 
-from data_prep.pretraining import instances as inst
-from data_prep.pretraining import instances_compiled
-from data_prep.pretraining import instances_packed
+from data_prep.pretraining import instances as inst, instances_compiled, instances_packed
 from data_prep.pretraining import instances_vectorized
-from data_prep.files import atomic_io
-from data_prep.files import text_files
+from data_prep.files import atomic_io, text_files
 
 # data_prep.files.tfrecords and data_prep.tokenizer.tokenization import TensorFlow (~4 s): they are imported
 # where first needed, so that flag and input errors are reported at once.
@@ -655,8 +652,7 @@ def prepare_workers(settings: Settings) -> None:
     """Loads what every shard of these settings uses (vocabulary, tokenizer, compiled kernels
     from numba's cache), so that workers forked afterwards have it already."""
     from data_prep.pretraining import records
-    from data_prep.tokenizer import token_table
-    from data_prep.tokenizer import wordpiece_compiled
+    from data_prep.tokenizer import token_table, wordpiece_compiled
     load_vocab_ids(settings.vocab_file)
     batch_tokenizer(settings.tokenizer, settings.vocab_file, settings.do_lower_case)
     token_table.warm_up()

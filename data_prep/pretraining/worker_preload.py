@@ -5,14 +5,12 @@ a library caller may; the command line forks its workers from itself instead, af
 the same kernels: shards._pool_context.)
 
 So every worker starts with TensorFlow, the tokenizer modules and the compiled kernels
-(instances_compiled, pretraining_records, record_kernels, token_table,
+(instances_compiled, records, record_kernels, token_table,
 wordpiece_compiled) already loaded, instead of
 paying ~4 s + ~1 s each.
 """
 from data_prep.pretraining import shards  # noqa: F401
-from data_prep.pretraining import instances_compiled
-from data_prep.pretraining import records
-from data_prep.pretraining import record_kernels
+from data_prep.pretraining import instances_compiled, records, record_kernels
 from data_prep.tokenizer import token_table
 from data_prep.files import tfrecords  # noqa: F401
 from data_prep.tokenizer import tokenization  # noqa: F401

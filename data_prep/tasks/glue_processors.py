@@ -77,7 +77,7 @@ class GlueTask:
 
     `splits` keys: "train", the dev splits (the first one is the one evaluated during
     training) and the test splits, in that order. `metrics` are names of
-    `bert_tf.metrics.METRICS`; `primary_metric` is the one GLUE ranks by first.
+    `bert_tf.training.metrics.METRICS`; `primary_metric` is the one GLUE ranks by first.
     """
 
     name: str

@@ -34,9 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
-from data_prep.tokenizer import token_table
-from data_prep.tokenizer import tokenization
-from data_prep.tokenizer import wordpiece_compiled
+from data_prep.tokenizer import token_table, tokenization, wordpiece_compiled
 
 
 class _CleanKeepingNewline(dict):

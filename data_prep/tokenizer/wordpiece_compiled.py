@@ -21,8 +21,7 @@ from __future__ import annotations
 from data_prep.compiled import numba
 import numpy as np
 
-from data_prep.tokenizer import token_table
-from data_prep.tokenizer import tokenization
+from data_prep.tokenizer import token_table, tokenization
 
 
 @numba.njit(cache=True, nogil=True)

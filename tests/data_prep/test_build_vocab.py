@@ -8,9 +8,7 @@ import sys
 
 import pytest
 
-from data_prep.tokenizer import vocab_builder as bv
-from data_prep.tokenizer import text_tokenizer
-from data_prep.tokenizer import tokenization
+from data_prep.tokenizer import vocab_builder as bv, text_tokenizer, tokenization
 from tests.data_prep import reference_tokenizer as ref
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

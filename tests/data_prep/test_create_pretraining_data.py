@@ -12,11 +12,8 @@ import pytest
 import tensorflow as tf
 
 from data_prep import create_pretraining_data
-from data_prep.pretraining import shards as cpd
-from data_prep.pretraining import instances as inst
-from data_prep.pretraining import sentences
-from data_prep.files import text_files
-from data_prep.files import tfrecords
+from data_prep.pretraining import shards as cpd, instances as inst, sentences
+from data_prep.files import text_files, tfrecords
 from tests.data_prep import reference_pretraining_data as ref
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -4,8 +4,7 @@ import random
 import numpy as np
 import pytest
 
-from data_prep.pretraining import instances as inst
-from data_prep.pretraining import instances_compiled as compiled
+from data_prep.pretraining import instances as inst, instances_compiled as compiled
 from data_prep.files import tfrecords
 from tests.data_prep.test_instances import corpus_documents, full_tokenizer, synthetic
 
@@ -119,8 +118,7 @@ def test_a_subclass_of_random_is_refused():
 def test_records_from_the_table_equal_the_generic_encoder(options):
     """records.encode == tfrecords.encode_tfrecords of the padded batch, and its
     table_stats == create_pretraining_data's statistics of the padded arrays."""
-    from data_prep.pretraining import shards as cpd
-    from data_prep.pretraining import records
+    from data_prep.pretraining import shards as cpd, records
     tokenizer = full_tokenizer()
     docs = [[tokenizer.convert_tokens_to_ids(seg) for seg in doc]
             for doc in corpus_documents(1)]

@@ -8,9 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from data_prep.pretraining import shards as cpd
-from data_prep.pretraining import instances as inst
-from data_prep.pretraining import instances_vectorized as iv
+from data_prep.pretraining import shards as cpd, instances as inst, instances_vectorized as iv
 from data_prep.files import tfrecords
 from tests.data_prep import reference_pretraining_data as ref
 

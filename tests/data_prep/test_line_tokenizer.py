@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-from data_prep.tokenizer import line_tokenizer
-from data_prep.tokenizer import tokenization
+from data_prep.tokenizer import line_tokenizer, tokenization
 from tests.data_prep.test_tokenization import (CONFIG_IDS, CONFIGS, MESSY, corpus_lines,
                                                random_texts)
 

@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep.pretraining import shards as cpd
-from data_prep.pretraining import instances as inst
-from data_prep.pretraining import instances_packed
+from data_prep.pretraining import shards as cpd, instances as inst, instances_packed
 from data_prep.files import tfrecords
 from tests.data_prep.test_create_pretraining_data import settings as base_settings
 

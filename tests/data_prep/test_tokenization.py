@@ -11,8 +11,7 @@ import unicodedata
 import pytest
 import tensorflow as tf
 
-from data_prep.tokenizer import text_tokenizer
-from data_prep.tokenizer import tokenization
+from data_prep.tokenizer import text_tokenizer, tokenization
 from tests.data_prep import reference_tokenizer as ref
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -11,9 +11,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from data_prep.tokenizer import char_tables
-from data_prep.tokenizer import text_tokenizer
-from data_prep.tokenizer import tokenization
+from data_prep.tokenizer import char_tables, text_tokenizer, tokenization
 from tests.data_prep import reference_tokenizer as ref
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

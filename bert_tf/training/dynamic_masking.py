@@ -24,7 +24,7 @@ whole-word masking adds a tf.scan of seq_len small steps over the batch.
 
 Seeded and resumable: the masks of batch b of input pipeline p come from stateless random ops
 keyed on (seed, p, b), so they depend only on the data position, not on what ran before. A
-run resumed with `skip_batches` = the steps already trained (bert_tf/inputs.py
+run resumed with `skip_batches` = the steps already trained (bert_tf/training/inputs.py
 record_dataset) numbers its batches from there and draws exactly the masks of an
 uninterrupted run. Evaluation uses its own key (seed, EVAL_STREAM, b): the same held-out
 masks at every evaluation.
@@ -40,7 +40,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import inputs
+from bert_tf.training import inputs
 
 EVAL_STREAM = 2**31 - 1  # the pipeline index the eval masks are keyed on (no real pipeline)
 _MASKED_LM_FEATURES = ("masked_lm_positions", "masked_lm_ids", "masked_lm_weights")

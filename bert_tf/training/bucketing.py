@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import inputs
+from bert_tf.training import inputs
 
 AUTOTUNE = tf.data.AUTOTUNE
 

@@ -25,11 +25,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import bucketing, cpu_allocator, distribute, inputs
-from bert_tf.task_base import Task
+from bert_tf.training import bucketing, cpu_allocator, distribute, inputs
+from bert_tf.tasks.base import Task
 from data_prep.files.atomic_io import write_text
 
-_LOG = logging.getLogger("bert_tf.training")
+_LOG = logging.getLogger("bert_tf.training.trainer")
 
 BEST_DIR = "best"  # output_dir/best/: `model` checkpoint + best_metric.json
 POSITIONS_LOG = "_token_positions"  # train loop output: token positions the steps computed
@@ -128,7 +128,7 @@ class Trainer:
         on_cpu = not tf.config.list_physical_devices("GPU")  # as distribute.get_strategy
         if on_cpu and not cpu_allocator.bfc_cpu_allocator_active():
             _LOG.info("Training on CPU with TensorFlow's malloc-based allocator: set %s=true "
-                      "before the process starts for faster steps (bert_tf/cpu_allocator.py).",
+                      "before the process starts for faster steps (bert_tf/training/cpu_allocator.py).",
                       cpu_allocator.ENV_VAR)
         with strategy.scope():
             self.model = task.build_model(args.dtype)

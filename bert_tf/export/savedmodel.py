@@ -47,7 +47,7 @@ import tensorflow_text as tf_text
 
 from bert_tf.models import (BertClassifier, BertEncoder, BertPretrainer, BertSpanLabeler,
                             BertTokenClassifier, encoder_of)
-from bert_tf.sentence_embedding import POOLINGS, pool_tokens
+from bert_tf.export.sentence_embedding import POOLINGS, pool_tokens
 from data_prep.tokenizer.text_tokenizer import BertTextTokenizer
 
 _LOG = logging.getLogger(__name__)
@@ -328,7 +328,7 @@ def export_model(model: keras.Model, export_dir: str, vocab_file: str, do_lower_
     """Writes `model` as a SavedModel with text and id signatures; returns export_dir.
 
     pad_to_longest / pad_multiple: how the text signatures pad a request (module docstring).
-    embed_pooling / embed_normalize: the encoder's `embed` signature (bert_tf.sentence_embedding).
+    embed_pooling / embed_normalize: the encoder's `embed` signature (bert_tf.export.sentence_embedding).
     The directory is written elsewhere first and renamed into place, so a failed export never
     leaves a half-written model behind.
     """

@@ -13,10 +13,10 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from bert_tf import bucketing, metrics
+from bert_tf.training import bucketing, metrics
 from bert_tf.config import BertConfig
 from bert_tf.models import INPUT_NAMES, BertEncoder, BertTokenClassifier
-from bert_tf.task_base import FeatureFileTask
+from bert_tf.tasks.base import FeatureFileTask
 from data_prep.tasks.conll import parse_tagging_examples
 
 
@@ -25,7 +25,7 @@ class TaggingTask(FeatureFileTask):
 
     Batches: int32 `input_ids, input_mask, segment_ids, label_ids` and float32
     `label_weights`, all [batch, max_seq_length] (with `bucket_lengths`: [batch, bucket
-    length], see `bert_tf.bucketing`).
+    length], see `bert_tf.training.bucketing`).
     """
 
     def __init__(self, bert_config: BertConfig, labels: Sequence[str], max_seq_length: int,

@@ -6,11 +6,11 @@ import abc
 import keras
 import tensorflow as tf
 
-from bert_tf import bucketing, inputs
+from bert_tf.training import bucketing, inputs
 
 
 class Task(abc.ABC):
-    """A task says what to build, what to read and how to score; `training.run` does the rest.
+    """A task says what to build, what to read and how to score; `trainer.run` does the rest.
 
     Batches are dicts of tensors whose first dimension is the per-replica batch.
     """
@@ -64,7 +64,7 @@ class FeatureFileTask(Task):
     `max_seq_length` and `seed` in their `__init__` and implement `parse` ([batch] serialized
     Examples -> dict of tensors). `eval_flag` names the eval file's flag in error messages.
     `bucket_lengths` (None: every batch at max_seq_length) turns on length bucketing
-    (`bert_tf.bucketing`): sequence features come [batch, bucket length], and eval batches
+    (`bert_tf.training.bucketing`): sequence features come [batch, bucket length], and eval batches
     carry `example_index`, which `eval_step` passes on (`bucketing.with_example_index`) so the
     loop can put the outputs back in file order; sequence outputs must be padded back to
     max_seq_length (`bucketing.pad_to_length`).

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from bert_tf.models import BertEncoder
-from bert_tf.sentence_embedding import pool_tokens
+from bert_tf.export.sentence_embedding import pool_tokens
 from data_prep.files import atomic_io
 from data_prep.tasks.classifier_features import truncate_seq_pair
 from data_prep.files.file_identity import file_fingerprint

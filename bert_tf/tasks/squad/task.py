@@ -21,10 +21,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import bucketing, losses
+from bert_tf.training import bucketing, losses
 from bert_tf.config import BertConfig
 from bert_tf.models import INPUT_NAMES, BertEncoder, BertSpanLabeler
-from bert_tf.task_base import FeatureFileTask
+from bert_tf.tasks.base import FeatureFileTask
 from data_prep.tasks.squad_features import parse_squad_features
 
 # unique_ids int [n], start_logits float32 [n, seq], end_logits float32 [n, seq] -> metrics.
@@ -38,7 +38,7 @@ class SquadTask(FeatureFileTask):
     """Fine-tunes `BertSpanLabeler` on SQuAD features.
 
     Batches: int32 `input_ids, input_mask, segment_ids` [batch, max_seq_length] (with
-    `bucket_lengths`: [batch, bucket length], see `bert_tf.bucketing`) and int32
+    `bucket_lengths`: [batch, bucket length], see `bert_tf.training.bucketing`) and int32
     `unique_ids, start_positions, end_positions, is_impossible` [batch].
     eval_file + evaluate_fn: the features to evaluate (padding records have unique id 0) and
     what scores their logits (e.g. post-processing + the official metrics).

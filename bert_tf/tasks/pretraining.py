@@ -1,6 +1,6 @@
 """The pretraining task: masked LM + next-sentence prediction, losses and metrics as the original.
 
-Two options beyond the original: `masking` (bert_tf/dynamic_masking.py) draws the masks in
+Two options beyond the original: `masking` (bert_tf/training/dynamic_masking.py) draws the masks in
 the input pipeline instead of reading them, and `nsp=False` trains the masked LM alone.
 """
 from __future__ import annotations
@@ -9,10 +9,10 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from bert_tf import dynamic_masking, inputs, losses
+from bert_tf.training import dynamic_masking, inputs, losses
 from bert_tf.config import BertConfig
 from bert_tf.models import BertEncoder, BertPretrainer
-from bert_tf.task_base import Task
+from bert_tf.tasks.base import Task
 
 MODEL_INPUTS = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions")
 

@@ -1,7 +1,7 @@
 """`init_from_checkpoint`: start a model from any supported checkpoint, format detected.
 
 Formats: a bert_tf training checkpoint (a `checkpoints/` directory or a `ckpt-N` prefix, as
-written by `bert_tf.training`), a `.keras` file, an original Google TF1 BERT checkpoint
+written by `bert_tf.training.trainer`), a `.keras` file, an original Google TF1 BERT checkpoint
 (`bert_model.ckpt`), or Hugging Face weights (`*.safetensors`, `pytorch_model.bin`, or a
 directory holding them). The encoder is always loaded; heads are loaded where the checkpoint
 has them and the model has the same heads (a pretrainer from a pretrainer checkpoint).

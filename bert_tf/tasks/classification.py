@@ -14,10 +14,10 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from bert_tf import bucketing, losses, metrics
+from bert_tf.training import bucketing, losses, metrics
 from bert_tf.config import BertConfig
 from bert_tf.models import INPUT_NAMES, BertClassifier, BertEncoder
-from bert_tf.task_base import FeatureFileTask
+from bert_tf.tasks.base import FeatureFileTask
 from data_prep.tasks.classifier_features import parse_classifier_examples
 
 
@@ -25,10 +25,10 @@ class ClassificationTask(FeatureFileTask):
     """Fine-tunes `BertClassifier` (num_classes = 1: regression).
 
     Batches: int32 `input_ids, input_mask, segment_ids` [batch, max_seq_length] (with
-    `bucket_lengths`: [batch, bucket length], see `bert_tf.bucketing`), `label_ids` [batch]
+    `bucket_lengths`: [batch, bucket length], see `bert_tf.training.bucketing`), `label_ids` [batch]
     (int32; float32 for regression), int32 `is_real_example` [batch].
     Eval metrics: `eval_loss` and `eval_<name>` for each of `metric_names` (see
-    `bert_tf.metrics.METRICS`), over real examples only.
+    `bert_tf.training.metrics.METRICS`), over real examples only.
     """
 
     def __init__(self, bert_config: BertConfig, num_classes: int, max_seq_length: int,
