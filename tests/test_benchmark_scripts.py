@@ -1,7 +1,7 @@
 """The benchmark scripts run and print their columns (smoke tests: no timing is asserted)."""
 import pytest
 
-from benchmarks import bench_gemm, bench_pretraining
+from benchmarks import bench_finetune, bench_gemm, bench_pretraining
 
 
 def _table_rows(text: str, first_cell: str) -> list[list[str]]:
@@ -64,3 +64,17 @@ def test_create_pretraining_data_whole_process_mode_runs_the_original_and_ours()
     row, = [r for r in _table_rows(out, "0.02 MB (") if len(r) == 10]
     original = float(row[2])
     assert int(row[1]) > 0 and original > 0 and float(row[5]) > 0 and float(row[8]) > 0
+
+
+def test_finetune_prints_speed_real_tokens_and_accuracy_per_contender(capsys):
+    # Two bert_tf contenders, each in its own process, a few steps of a tiny model on the
+    # shipped SST-2 sentences: the table has their rows, and bucketing feeds fewer pads.
+    assert bench_finetune.main(["--config=tiny", "--seq=64", "--batch=8", "--train_steps=4",
+                                "--warmup_steps=2", "--steps_per_loop=2", "--repetitions=1",
+                                "--contenders=ours_bucketed,ours_fixed"]) == 0
+    out = capsys.readouterr().out
+    rows = {r[0]: r for r in _table_rows(out, "ours_")}
+    assert set(rows) == {"ours_bucketed", "ours_fixed"}, out
+    for row in rows.values():
+        assert float(row[1]) > 0 and float(row[3]) > 0 and 0 <= float(row[-1]) <= 1
+    assert float(rows["ours_fixed"][5]) < float(rows["ours_bucketed"][5]) <= 1

@@ -79,10 +79,12 @@ def id_records(tmp_path_factory):
     return path, lengths
 
 
-def _stream(path, is_training=True, seed=7, skip=0, lengths=(8, 16, 24, 32), batch=BATCH):
+def _stream(path, is_training=True, seed=7, skip=0, lengths=(8, 16, 24, 32), batch=BATCH,
+            max_batches=None):
     return bucketing.bucketed_record_dataset(
         [path], batch, is_training, lambda s: parse_classifier_examples(s, WIDTH, False),
-        WIDTH, lengths, skip_batches=skip, seed=seed, window_batches=WINDOW)
+        WIDTH, lengths, skip_batches=skip, seed=seed, window_batches=WINDOW,
+        max_batches=max_batches)
 
 
 def _take(ds, count):
@@ -141,6 +143,16 @@ def test_eval_batches_cover_the_file_once_with_its_order(id_records):
     assert restored["label_ids"].tolist() == list(range(N)) and restored["loss"] == 1.5
 
 
+def test_a_capped_eval_holds_the_files_first_examples(id_records):
+    # max_batches=k: the first k x batch records in file order, as a capped unbucketed eval,
+    # not the k batches that bucketing happens to put first.
+    path, _ = id_records
+    batches = _take(_stream(path, is_training=False, batch=7, max_batches=3), 100)
+    assert len(batches) == 3
+    order = np.concatenate([b[bucketing.EXAMPLE_INDEX] for b in batches])
+    assert sorted(order) == list(range(21))
+
+
 def test_records_padded_elsewhere_than_at_the_end_are_refused(tmp_path):
     mask = np.zeros((4, WIDTH), np.int64)
     mask[:, -5:] = 1  # left padding: slicing to sum(mask) would drop every token
@@ -177,10 +189,10 @@ def test_models_take_any_length_up_to_max_position_embeddings(tiny_config):
 SEED = 3
 
 
-def _eval_only(task, output_dir):
+def _eval_only(task, output_dir, max_eval_steps=None):
     keras.utils.set_random_seed(SEED)
     args = trainer.TrainingArgs(output_dir=output_dir, train_batch_size=8, num_train_steps=1,
-                                 do_train=False)
+                                 do_train=False, max_eval_steps=max_eval_steps)
     return trainer.run(task, args, lambda: optimization.create_optimizer(1e-3, 1, 0))
 
 
@@ -216,6 +228,12 @@ def test_classifier_eval_and_predictions_are_those_of_fixed_length(tmp_path):
     run = str(tmp_path / "run")
     fixed, bucketed = _eval_only(make(None), run), _eval_only(make(buckets), run)
     assert fixed["eval_num_examples"] == bucketed["eval_num_examples"] == 300
+    assert fixed["eval_accuracy"] == bucketed["eval_accuracy"]
+    assert fixed["eval_loss"] == pytest.approx(bucketed["eval_loss"], rel=1e-6)
+    # --max_eval_steps: the same first 5 x 8 examples either way.
+    fixed, bucketed = (_eval_only(make(lengths), run, max_eval_steps=5)
+                       for lengths in (None, buckets))
+    assert fixed["eval_num_examples"] == bucketed["eval_num_examples"] == 40
     assert fixed["eval_accuracy"] == bucketed["eval_accuracy"]
     assert fixed["eval_loss"] == pytest.approx(bucketed["eval_loss"], rel=1e-6)
 

@@ -28,8 +28,11 @@ class Task(abc.ABC):
         the data position survives a restart.
         """
 
-    def eval_dataset(self, input_context: tf.distribute.InputContext) -> tf.data.Dataset | None:
-        """Per-replica batches for evaluation (finite), or None when there is nothing to eval."""
+    def eval_dataset(self, input_context: tf.distribute.InputContext,
+                     max_batches: int | None = None) -> tf.data.Dataset | None:
+        """Per-replica batches for evaluation (finite), or None when there is nothing to eval.
+        max_batches: at most that many, and they hold the file's first examples (a capped
+        length-bucketed eval scores the same examples as a capped fixed-length one)."""
         return None
 
     def has_eval(self) -> bool:
@@ -84,17 +87,20 @@ class FeatureFileTask(Task):
         """Parses a [batch] string tensor of serialized Examples."""
 
     def dataset(self, file: str, batch_size: int, is_training: bool, input_context=None,
-                skip_batches: int = 0) -> tf.data.Dataset:
+                skip_batches: int = 0, max_batches: int | None = None) -> tf.data.Dataset:
         """Parsed batches of a feature TFRecord (training: shuffled, repeated, full batches),
-        length-bucketed when `bucket_lengths` is set."""
+        length-bucketed when `bucket_lengths` is set. Eval: at most `max_batches` batches,
+        made of the file's first max_batches x batch_size examples."""
         flag = "train_file" if is_training else self.eval_flag
         files = inputs.list_files(file, flag)
         if self.bucket_lengths:
             return bucketing.bucketed_record_dataset(
                 files, batch_size, is_training, self.parse, self.max_seq_length,
-                self.bucket_lengths, input_context, skip_batches, self.seed)
-        return inputs.record_dataset(files, batch_size, is_training, self.parse, input_context,
-                                     skip_batches, self.seed)
+                self.bucket_lengths, input_context, skip_batches, self.seed,
+                max_batches=None if is_training else max_batches)
+        ds = inputs.record_dataset(files, batch_size, is_training, self.parse, input_context,
+                                   skip_batches, self.seed)
+        return ds.take(max_batches) if max_batches and not is_training else ds
 
     def train_dataset(self, input_context, skip_batches: int) -> tf.data.Dataset:
         if not self.train_file:
@@ -102,11 +108,13 @@ class FeatureFileTask(Task):
         batch = input_context.get_per_replica_batch_size(self.train_batch_size)
         return self.dataset(self.train_file, batch, True, input_context, skip_batches)
 
-    def eval_dataset(self, input_context) -> tf.data.Dataset | None:
+    def eval_dataset(self, input_context, max_batches: int | None = None
+                     ) -> tf.data.Dataset | None:
         if not self.eval_file:
             return None
         batch = input_context.get_per_replica_batch_size(self.eval_batch_size)
-        return self.dataset(self.eval_file, batch, False, input_context)
+        return self.dataset(self.eval_file, batch, False, input_context,
+                            max_batches=max_batches)
 
     def has_eval(self) -> bool:
         return bool(self.eval_file)

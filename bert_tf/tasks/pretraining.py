@@ -108,19 +108,22 @@ class PretrainingTask(Task):
         return inputs.list_flag_files((self.input_file, "input_file"),
                                       (self.eval_input_file, "eval_input_file"))
 
-    def eval_dataset(self, input_context) -> tf.data.Dataset | None:
+    def eval_dataset(self, input_context, max_batches: int | None = None
+                     ) -> tf.data.Dataset | None:
         if not self.eval_input_file:
             return None
         batch = input_context.get_per_replica_batch_size(self.eval_batch_size)
         if self.masking is not None:
-            return self._dataset(self.eval_input_file, batch, False, input_context,
-                                 flag_name="eval_input_file")
-        if not self.nsp:
-            return self._static_without_nsp(self.eval_input_file, batch, False, input_context,
-                                            flag_name="eval_input_file")
-        return inputs.pretraining_dataset(
-            self.eval_input_file, batch, self.max_seq_length, self.max_predictions_per_seq,
-            is_training=False, input_context=input_context, flag_name="eval_input_file")
+            ds = self._dataset(self.eval_input_file, batch, False, input_context,
+                               flag_name="eval_input_file")
+        elif not self.nsp:
+            ds = self._static_without_nsp(self.eval_input_file, batch, False, input_context,
+                                          flag_name="eval_input_file")
+        else:
+            ds = inputs.pretraining_dataset(
+                self.eval_input_file, batch, self.max_seq_length, self.max_predictions_per_seq,
+                is_training=False, input_context=input_context, flag_name="eval_input_file")
+        return ds.take(max_batches) if max_batches else ds
 
     def _forward(self, model, batch, training):
         return model({k: batch[k] for k in MODEL_INPUTS}, training=training)

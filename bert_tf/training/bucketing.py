@@ -152,13 +152,16 @@ def bucketed_record_dataset(files: list[str], batch_size: int, is_training: bool
                             bucket_lengths: Sequence[int], input_context=None,
                             skip_batches: int = 0, seed: int = 12345,
                             shuffle_buffer: int = 10000,
-                            window_batches: int = DEFAULT_WINDOW_BATCHES) -> tf.data.Dataset:
+                            window_batches: int = DEFAULT_WINDOW_BATCHES,
+                            max_batches: int | None = None) -> tf.data.Dataset:
     """Parsed batches of fixed-width feature TFRecords, each cut to its bucket length.
 
     The same sharding as `inputs.record_dataset` (files per input pipeline, or every n-th
     record when there are fewer files than pipelines). Training: repeated, full batches of
     `batch_size` (see the module docstring for the order). Eval: one pass, every record once,
-    the last batch possibly short, plus int64 `example_index` [batch].
+    the last batch possibly short, plus int64 `example_index` [batch]; with `max_batches`,
+    only the pipeline's first max_batches x batch_size records (in file order, as a capped
+    unbucketed eval), so a capped eval scores the same examples either way.
     `parse_fn` maps [batch] serialized Examples to a dict with [batch, max_seq_length] sequence
     features (input_mask among them); those come out [batch, bucket length].
     """
@@ -187,6 +190,8 @@ def bucketed_record_dataset(files: list[str], batch_size: int, is_training: bool
             ds = ds.shard(num_pipelines, pipeline_id)
         elif num_pipelines > 1:
             ds = ds.map(lambda i, r: (i * num_pipelines + pipeline_id, r))
+        if max_batches:
+            ds = ds.take(max_batches * batch_size)
     elif shard_records:
         ds = ds.shard(num_pipelines, pipeline_id)
     window = window_batches * batch_size

@@ -351,7 +351,8 @@ class Trainer:
         a leading batch axis (concatenated into numpy arrays); `finalize_eval` gets both.
         """
         args, strategy = self.args, self.strategy
-        dataset = strategy.distribute_datasets_from_function(self.task.eval_dataset)
+        dataset = strategy.distribute_datasets_from_function(
+            lambda context: self.task.eval_dataset(context, args.max_eval_steps))
         if self._eval_fn is None:  # built once: periodic evals reuse the traced function
             self._eval_fn = self._build_eval_step()
 
