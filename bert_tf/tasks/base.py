@@ -93,14 +93,15 @@ class FeatureFileTask(Task):
         made of the file's first max_batches x batch_size examples."""
         flag = "train_file" if is_training else self.eval_flag
         files = inputs.list_files(file, flag)
+        max_batches = None if is_training else max_batches  # training repeats forever
         if self.bucket_lengths:
             return bucketing.bucketed_record_dataset(
                 files, batch_size, is_training, self.parse, self.max_seq_length,
                 self.bucket_lengths, input_context, skip_batches, self.seed,
-                max_batches=None if is_training else max_batches)
+                max_batches=max_batches)
         ds = inputs.record_dataset(files, batch_size, is_training, self.parse, input_context,
                                    skip_batches, self.seed)
-        return ds.take(max_batches) if max_batches and not is_training else ds
+        return ds.take(max_batches) if max_batches else ds
 
     def train_dataset(self, input_context, skip_batches: int) -> tf.data.Dataset:
         if not self.train_file:
