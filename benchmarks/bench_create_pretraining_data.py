@@ -124,10 +124,10 @@ def command(contender: str, inputs: list[str], out: str, dupe_factor: int,
     flags = common_flags(dupe_factor) + [f"--input_file={','.join(inputs)}"]
     if contender == "original":
         return [sys.executable, RUN_ORIGINAL, f"--output_file={out}"] + flags
-    if len(inputs) > 1:
-        outputs = [f"--output_dir={out}", f"--num_shards={len(inputs)}"]
-    else:
-        outputs = [f"--output_file={out}"]
+    # One input: the default sharding, one shard up to --max_shard_mb (128 MB; the original's
+    # single shard, so the same Examples) and one per 128 MB piece of a larger file.
+    outputs = [f"--output_dir={out}"] + ([f"--num_shards={len(inputs)}"] if len(inputs) > 1
+                                         else [])
     return ([sys.executable, "-m", "data_prep.create_pretraining_data"] + flags + outputs
             + [f"--num_workers={workers}"])
 

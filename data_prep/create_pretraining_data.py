@@ -27,7 +27,7 @@ from data_prep.files import text_files  # noqa: E402
 from data_prep.pretraining import instances as inst  # noqa: E402
 from data_prep.pretraining.shards import (  # noqa: E402
     RNG_MODES, MASKING_MODES, SUMMARY_NAME, TASKS, TOKENIZERS, Settings,
-    create_pretraining_data, shard_file_name)
+    create_pretraining_data, plan_inputs, shard_file_name)
 
 
 FLAGS = flags.FLAGS
@@ -41,7 +41,14 @@ def define_flags() -> None:
                         "shard each. Or use --output_dir.")
     flags.DEFINE_string("output_dir", None, "Directory for pretraining_data-KKKKK-of-NNNNN "
                         "shards (with --num_shards).")
-    flags.DEFINE_integer("num_shards", 0, "Shards under --output_dir (0 = one per input file).")
+    flags.DEFINE_integer("num_shards", 0, "Shards under --output_dir (0 = one per input file, "
+                         "and one per --max_shard_mb piece of a larger file). More shards than "
+                         "files cut the files at document breaks.")
+    flags.DEFINE_float("max_shard_mb", 128.0, "Most input text per shard, in MB (10^6 bytes), "
+                       "which bounds a worker's memory (~0.16 GB + 4.2 bytes per input byte): "
+                       "larger files are cut at document breaks (blank lines) into several "
+                       "shards. 0: no limit (one shard can hold the whole input, as in the "
+                       "original).")
     flags.DEFINE_string("vocab_file", None, "WordPiece vocabulary file.")
     flags.DEFINE_bool("do_lower_case", True, "Lower-case (uncased model).")
     flags.DEFINE_bool("do_whole_word_mask", False, "Mask whole words, not word pieces.")
@@ -106,9 +113,8 @@ def from_flags(values: flags.FlagValues) -> tuple[list[str], list[str], str, Set
         if not values[name].value:
             raise ValueError(f"--{name} is required")
     input_files = text_files.expand_input_patterns(values.input_file, "input_file")
-    output_files, summary_file = resolve_outputs(values.output_file, values.output_dir,
-                                                 values.num_shards, len(input_files),
-                                                 values.gzip)
+    if not values.max_shard_mb >= 0:
+        raise ValueError(f"--max_shard_mb must be >= 0, got {values.max_shard_mb}")
     options = inst.InstanceOptions(
         max_seq_length=values.max_seq_length, short_seq_prob=values.short_seq_prob,
         masked_lm_prob=values.masked_lm_prob,
@@ -118,7 +124,11 @@ def from_flags(values: flags.FlagValues) -> tuple[list[str], list[str], str, Set
     settings = Settings(values.vocab_file, values.do_lower_case, options, values.dupe_factor,
                         values.random_seed, values.gzip, values.tokenizer, values.rng,
                         masking=values.masking, task=values.task,
-                        invalid_utf8=values.invalid_utf8)
+                        invalid_utf8=values.invalid_utf8, max_shard_mb=values.max_shard_mb)
+    num_inputs = (len(plan_inputs(input_files, settings)) if values.output_dir
+                  and not values.num_shards else len(input_files))
+    output_files, summary_file = resolve_outputs(values.output_file, values.output_dir,
+                                                 values.num_shards, num_inputs, values.gzip)
     return input_files, output_files, summary_file, settings
 
 

@@ -40,21 +40,24 @@ def _check_policy(invalid_utf8: str) -> None:
         raise ValueError(f"--invalid_utf8 must be one of {INVALID_UTF8}, got {invalid_utf8!r}")
 
 
-def _invalid_utf8_error(source: str, line_number: int, line: bytes, count: int) -> ValueError:
+def _invalid_utf8_error(source: str, line_number: int, line: bytes, count: int,
+                        where: str = "in the file") -> ValueError:
     try:
         line.decode("utf-8")
         column = 0
     except UnicodeDecodeError as e:
         column = e.start
-    more = f" ({count} such lines in the file)" if count > 1 else ""
+    more = f" ({count} such lines {where})" if count > 1 else ""
     return ValueError(f"{source}:{line_number}: invalid UTF-8 at byte {column} of the line"
                       f"{more}; fix the file, or pass --invalid_utf8=replace to replace invalid "
                       "bytes by U+FFFD")
 
 
-def decode_text(data: bytes, source: str, invalid_utf8: str = "error") -> str:
+def decode_text(data: bytes, source: str, invalid_utf8: str = "error", first_line: int = 1,
+                where: str = "in the file") -> str:
     """UTF-8 bytes -> str. Invalid bytes: ValueError naming `source`, the line and the byte
-    (`invalid_utf8="error"`), or U+FFFD with one warning (`"replace"`)."""
+    (`invalid_utf8="error"`), or U+FFFD with one warning (`"replace"`). first_line: the line
+    number of data's first line in `source`; where: what the count of bad lines is of."""
     _check_policy(invalid_utf8)
     try:
         return data.decode("utf-8")
@@ -62,13 +65,14 @@ def decode_text(data: bytes, source: str, invalid_utf8: str = "error") -> str:
         pass
     bad_lines = []
     lines = data.split(b"\n")
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(lines, start=first_line):
         try:
             line.decode("utf-8")
         except UnicodeDecodeError:
             bad_lines.append(number)
     if invalid_utf8 == "error":
-        raise _invalid_utf8_error(source, bad_lines[0], lines[bad_lines[0] - 1], len(bad_lines))
+        raise _invalid_utf8_error(source, bad_lines[0], lines[bad_lines[0] - first_line],
+                                  len(bad_lines), where)
     logging.warning("%s: invalid UTF-8 on %d line(s), first at line %d; replaced by U+FFFD",
                     source, len(bad_lines), bad_lines[0] if bad_lines else 0)
     return data.decode("utf-8", errors="replace")
@@ -77,17 +81,40 @@ def decode_text(data: bytes, source: str, invalid_utf8: str = "error") -> str:
 _BLOCK_BYTES = 1 << 22
 
 
-def read_text_blocks(path: str, invalid_utf8: str = "error",
-                     block_bytes: int = _BLOCK_BYTES) -> Iterator[str]:
+def _lines_before(f, offset: int) -> int:
+    """Newlines in the file's first `offset` bytes (f opened "rb"; its position is moved)."""
+    f.seek(0)
+    count, left = 0, offset
+    while left > 0:
+        block = f.read(min(_BLOCK_BYTES, left))
+        if not block:
+            break
+        count, left = count + block.count(b"\n"), left - len(block)
+    return count
+
+
+def read_text_blocks(path: str, invalid_utf8: str = "error", block_bytes: int = _BLOCK_BYTES,
+                     start: int = 0, end: int | None = None) -> Iterator[str]:
     """A UTF-8 file as pieces of whole lines of about block_bytes each: joined with "\n"
     they are decode_text of the whole file, with its policy and messages for invalid bytes
-    (so a reader holds one block, not the file). An empty file gives one empty piece."""
+    (so a reader holds one block, not the file). An empty file gives one empty piece.
+
+    start, end: read only bytes [start, end) of the file (end None: to its end), as
+    data_prep/pretraining/input_spans.py cuts them at line starts; messages give the line
+    numbers of the whole file.
+    """
     _check_policy(invalid_utf8)
     bad, first, line_base = 0, 0, 0  # bad lines, the first of them, lines before the block
     with open(path, "rb") as f:
+        left = os.path.getsize(path) - start if end is None else end - start
+        whole = start == 0 and end is None
+        if start:
+            line_base = _lines_before(f, start)
+        f.seek(start)
         carry = b""
         while True:
-            more = f.read(block_bytes)
+            more = f.read(min(block_bytes, left))
+            left -= len(more)
             data = carry + more
             if more:
                 cut = data.rfind(b"\n")
@@ -98,9 +125,10 @@ def read_text_blocks(path: str, invalid_utf8: str = "error",
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError:
-                if invalid_utf8 == "error":  # the whole file's message (its count of lines)
-                    f.seek(0)
-                    decode_text(f.read(), path, invalid_utf8)
+                if invalid_utf8 == "error":  # the message of all bytes read (their count)
+                    decode_text(_read_range(f, start, end), path, invalid_utf8,
+                                (_lines_before(f, start) if start else 0) + 1,
+                                "in the file" if whole else "in the bytes read")
                 lines = data.split(b"\n")
                 numbers = [n for n, line in enumerate(lines, start=1) if not _valid(line)]
                 bad, first = bad + len(numbers), first or line_base + numbers[0]
@@ -112,6 +140,11 @@ def read_text_blocks(path: str, invalid_utf8: str = "error",
     if bad:
         logging.warning("%s: invalid UTF-8 on %d line(s), first at line %d; replaced by U+FFFD",
                         path, bad, first)
+
+
+def _read_range(f, start: int, end: int | None) -> bytes:
+    f.seek(start)
+    return f.read() if end is None else f.read(end - start)
 
 
 def _valid(line: bytes) -> bool:

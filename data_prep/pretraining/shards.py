@@ -7,10 +7,13 @@ Input: the original format, one sentence per line and a blank line between docum
 data_prep/prepare_corpus.py for raw books). The flags keep the original script's names and
 defaults; the instances follow its algorithm draw for draw (data_prep/pretraining/instances.py).
 
-Work unit = (group of input files -> one output shard). Input files are split into num_shards
-contiguous groups; shard k is built by its own `random.Random(random_seed + k)`, so the output
-depends on the seed, the inputs and the shard count only -- byte-identical for any num_workers.
-A one-shard run is the original script's run (same seed, same draws).
+Work unit = (group of inputs -> one output shard). An input is a whole file, or a byte range
+of one cut right after a blank line (data_prep/pretraining/input_spans.py): a file larger than
+--max_shard_mb (default 128 MB) is cut into near-equal ranges under it, and so are files when
+there are more shards than files. The inputs are split into num_shards contiguous groups;
+shard k is built by its own `random.Random(random_seed + k)`, so the output depends on the
+seed, the inputs, --max_shard_mb and the shard count only -- byte-identical for any
+num_workers. A one-shard run is the original script's run (same seed, same draws).
 
 Deviations from the original, on purpose:
   * The random-next segment B is drawn from another document OF THE SAME SHARD (the original
@@ -18,6 +21,10 @@ Deviations from the original, on purpose:
     shards independent.
   * A new input file starts a new document (the original runs a document on across files
     that do not end with a blank line).
+  * An input of more than --max_shard_mb is never one shard: a file above it is cut at
+    document breaks into several shards (by default; the original holds the whole input in
+    memory and shuffles all its instances together, which is what --max_shard_mb=0 with one
+    output file does), and a shard of several inputs above it is an error naming the flags.
   * `--invalid_utf8=replace` (opt-in; the default `error` stops at the first bad line, naming
     the file and line, as the original stops with a decode error) replaces invalid bytes by
     U+FFFD with a warning naming the file, the first bad line and the count; the tokenizer then
@@ -67,10 +74,10 @@ shard's last-made instance may be its first record, and every instance must be k
 the first is written. Peak RSS per worker is thus ~0.16 GB (Python, numpy, numba and its
 compiled kernels) plus ~4.2 bytes per input byte of its largest shard (measured on the
 shipped books repeated: 0.21 GB for a 9.6 MB shard, 0.58 GB for a 100 MB one; ~4.4 GB would
-be a 1 GB shard). To bound it, bound the shard: shards are made of whole input files, so split
-the input into files and give --num_shards (e.g. shards of at most ~1 GB of text keep each
-worker under ~5 GB); with --num_workers=N, N shards are in memory at once. (The original
-holds every document and instance as Python objects: ~80 MB per MB of input.)
+be a 1 GB shard). So the shard is bounded: --max_shard_mb (default 128 MB of text, ~0.7 GB
+per worker) cuts larger files into several shards at document breaks, whatever the corpus
+size; with --num_workers=N, N shards are in memory at once. (The original holds every
+document and instance as Python objects: ~80 MB per MB of input.)
 
 Each shard is written to `<shard>.tmp-<host>-<pid>-<random>` and renamed when complete; its
 manifest `<shard>.manifest.json` (counts + a fingerprint of everything that determines the bytes) is
@@ -97,7 +104,8 @@ import numpy as np
 from absl import logging
 
 from data_prep.pretraining import instances as inst, instances_compiled, instances_packed
-from data_prep.pretraining import instances_vectorized
+from data_prep.pretraining import input_spans, instances_vectorized
+from data_prep.pretraining.input_spans import InputSpan
 from data_prep.files import atomic_io, text_files
 
 # data_prep.files.tfrecords and data_prep.tokenizer.tokenization import TensorFlow (~4 s): they are imported
@@ -130,12 +138,19 @@ class Settings:
     # text_files.INVALID_UTF8. Not in the fingerprint: on valid UTF-8 both give the same
     # bytes, and on invalid UTF-8 "error" writes nothing.
     invalid_utf8: str = "error"
+    # Input per shard, in MB (10^6 bytes; 0: no limit): larger files are cut at document
+    # breaks (input_spans.py). In the fingerprint through the spans it makes.
+    max_shard_mb: float = 128.0
+
+    @property
+    def max_shard_bytes(self) -> int:
+        return int(self.max_shard_mb * 1e6)
 
 
 @dataclasses.dataclass(frozen=True)
 class ShardJob:
     index: int
-    input_files: tuple[str, ...]
+    inputs: tuple[InputSpan, ...]  # whole files or byte ranges of them
     output_file: str
     fingerprint: str
     settings: Settings
@@ -154,15 +169,39 @@ def manifest_path(shard_file: str) -> str:
     return shard_file + ".manifest.json"
 
 
-def group_inputs(input_files: Sequence[str], num_shards: int) -> list[tuple[str, ...]]:
-    """Contiguous, near-equal groups of input files, one per shard."""
-    if not 1 <= num_shards <= len(input_files):
-        raise ValueError(f"{num_shards} output shard(s) need 1 to {len(input_files)} input "
-                         f"files (one shard reads whole files): lower --num_shards or the "
-                         f"--output_file count, or split the input")
-    n = len(input_files)
-    return [tuple(input_files[k * n // num_shards:(k + 1) * n // num_shards])
+def group_inputs(inputs: Sequence, num_shards: int) -> list[tuple]:
+    """Contiguous groups of near-equal counts of inputs (files or spans), one per shard."""
+    if not 1 <= num_shards <= len(inputs):
+        raise ValueError(f"{num_shards} output shard(s) need as many pieces of input, and the "
+                         f"input cuts at its document breaks (blank lines) into only "
+                         f"{len(inputs)}: lower --num_shards or the --output_file count")
+    n = len(inputs)
+    return [tuple(inputs[k * n // num_shards:(k + 1) * n // num_shards])
             for k in range(num_shards)]
+
+
+def plan_inputs(input_files: Sequence[str], settings: Settings,
+                num_shards: int = 0) -> list[InputSpan]:
+    """The input files as the spans that shards read: files larger than settings.max_shard_mb
+    cut at document breaks, and cut into at least num_shards spans in all (see
+    input_spans.plan_spans)."""
+    return input_spans.plan_spans(list(input_files), settings.max_shard_bytes, num_shards)
+
+
+def check_shard_sizes(groups: Sequence[Sequence[InputSpan]], settings: Settings) -> None:
+    """ValueError when a shard of several inputs would read more than --max_shard_mb (its
+    memory grows with its input); one span is over the limit by less than a document."""
+    limit = settings.max_shard_bytes
+    for k, group in enumerate(groups):
+        size = sum(span.size() for span in group)
+        if limit and len(group) > 1 and size > limit:
+            total = sum(span.size() for g in groups for span in g)
+            raise ValueError(
+                f"shard {k} would read {size / 1e6:.1f} MB of input ({len(group)} files or "
+                f"pieces), above --max_shard_mb={settings.max_shard_mb:g}, and a shard's "
+                f"memory grows with its input (~4.2 bytes per byte): give more shards "
+                f"(--num_shards={-(-total // limit)} or more, or more --output_file names) or "
+                f"raise --max_shard_mb (0: no limit)")
 
 
 _VOCABS: dict = {}
@@ -249,25 +288,29 @@ def batch_tokenizer(name: str, vocab_file: str, do_lower_case: bool):
     return _TOKENIZE_FNS[key]
 
 
-def read_corpus(paths: Sequence[str], tokenizer, stats: dict | None = None,
+def read_corpus(inputs: Sequence[str | InputSpan], tokenizer, stats: dict | None = None,
                 invalid_utf8: str = "error") -> inst.Corpus:
-    """Files in the input format -> documents -> segments -> token ids, as flat arrays.
+    """Files (or spans of files) in the input format -> documents -> segments -> token ids,
+    as flat arrays.
 
-    A blank line ends a document, and so does the end of a file; lines that tokenize to
-    nothing are dropped (as in the original), and so are documents left without lines. Warns
-    about empty files and files without any blank-line document break. tokenizer: see
-    batch_tokenizer. `stats` gets files / input_bytes / lines counts added. invalid_utf8:
+    A blank line ends a document, and so does the end of a file or span (spans start after a
+    blank line: input_spans.py); lines that tokenize to nothing are dropped (as in the
+    original), and so are documents left without lines. Warns about empty files and files
+    without any blank-line document break. tokenizer: see batch_tokenizer. `stats` gets
+    files (counted where a file starts) / input_bytes / lines counts added. invalid_utf8:
     text_files.decode_text's policy.
     """
     stats = stats if stats is not None else {}
     ids_parts, length_parts, doc_parts = [], [], []
     num_docs = 0
-    for path in paths:
+    for span in map(input_spans.as_span, inputs):
+        path = span.path
         runs, num_lines = 0, 0
         continues = False  # whether the block before ended inside a document
         # The file a block at a time (text_files.read_text_blocks): the text is never held
         # whole, only its token ids, so reading needs a few MB beyond them.
-        for text in text_files.read_text_blocks(path, invalid_utf8):
+        for text in text_files.read_text_blocks(path, invalid_utf8, start=span.start,
+                                                end=span.end):
             stripped = [raw.strip() for raw in text.split("\n")]
             nonblank = np.fromiter(map(bool, stripped), bool, len(stripped))
             # A run of non-blank lines is a document: number each line by the run it is in
@@ -284,14 +327,14 @@ def read_corpus(paths: Sequence[str], tokenizer, stats: dict | None = None,
                 ids, lengths = tokenizer.flat(lines[start:start + _TOKENIZE_BATCH])
                 ids_parts.append(ids)
                 length_parts.append(lengths)
-        if not num_lines:
+        if not num_lines and span.whole_file:
             logging.warning("%s: no text (empty file)", path)
-        elif runs == 1 and num_lines > 1:
+        elif runs == 1 and num_lines > 1 and span.whole_file:
             logging.warning("%s: no blank line between documents, so the whole file is one "
                             "document of %d lines (the input format is one sentence per line "
                             "and a blank line after each document)", path, num_lines)
-        stats["files"] = stats.get("files", 0) + 1
-        stats["input_bytes"] = stats.get("input_bytes", 0) + os.path.getsize(path)
+        stats["files"] = stats.get("files", 0) + (span.start == 0)
+        stats["input_bytes"] = stats.get("input_bytes", 0) + span.size()
         stats["lines"] = stats.get("lines", 0) + num_lines
     tokens = np.concatenate(ids_parts) if ids_parts else np.zeros(0, np.int32)
     lengths = np.concatenate(length_parts) if length_parts else np.zeros(0, np.int64)
@@ -524,20 +567,21 @@ def _process_shard(job: ShardJob) -> dict:
     stats: dict = {}
     timings: dict = {}  # wall seconds per stage, and the shard's CPU seconds, for the manifest
     tokenizer = batch_tokenizer(settings.tokenizer, settings.vocab_file, settings.do_lower_case)
-    corpus = read_corpus(job.input_files, tokenizer, stats, job.settings.invalid_utf8)
+    corpus = read_corpus(job.inputs, tokenizer, stats, job.settings.invalid_utf8)
     return_freed_memory()
     timings["read_tokenize"] = time.time() - start
     stats["documents"] = len(corpus.doc_start)
     stats["segments"] = len(corpus.seg_cum) - 1
     stats["input_tokens"] = len(corpus.tokens)
+    described = [span.describe() for span in job.inputs]
     if not stats["documents"]:
         logging.warning("shard %d (%s): no documents; writing an empty shard",
-                        job.index, ", ".join(job.input_files))
+                        job.index, ", ".join(described))
     elif stats["documents"] == 1:
         logging.warning("shard %d (%s): only one document, so random-next segments come from "
-                        "that same document", job.index, ", ".join(job.input_files))
+                        "that same document", job.index, ", ".join(described))
     manifest = {"fingerprint": job.fingerprint, "shard": job.index,
-                "input_files": list(job.input_files), "output_file": job.output_file,
+                "input_files": described, "output_file": job.output_file,
                 "seed": job.seed, "counts": stats, "seconds": timings}
     timings["write"] = 0.0
 
@@ -580,13 +624,17 @@ def _write_json(path: str, obj: dict) -> None:
 
 # --- Planning, resume, workers, summary -------------------------------------------------------
 
-def _fingerprint(settings: Settings, index: int, num_shards: int, files: Sequence[str]) -> str:
+def _fingerprint(settings: Settings, index: int, num_shards: int,
+                 inputs: Sequence[str | InputSpan]) -> str:
+    inputs = [input_spans.as_span(item) for item in inputs]
     h = hashlib.sha256()
     with open(settings.vocab_file, "rb") as f:
         h.update(f.read())
     described = {
         "version": FORMAT_VERSION, "shard": index, "num_shards": num_shards,
-        "inputs": [[os.path.abspath(p), os.path.getsize(p)] for p in files],
+        # A whole file as [path, size] alone: shards of whole files keep their fingerprint.
+        "inputs": [[os.path.abspath(span.path), os.path.getsize(span.path)]
+                   + ([] if span.whole_file else [span.start, span.end]) for span in inputs],
         "do_lower_case": settings.do_lower_case, "options": dataclasses.asdict(settings.options),
         "dupe_factor": settings.dupe_factor, "random_seed": settings.random_seed,
         "gzip": settings.gzip,
@@ -681,6 +729,8 @@ def validate(settings: Settings, num_workers: int) -> None:
         raise ValueError(f"--task must be one of {TASKS}, got {settings.task!r}")
     if num_workers < 0:
         raise ValueError(f"--num_workers must be >= 0, got {num_workers}")
+    if not settings.max_shard_mb >= 0:
+        raise ValueError(f"--max_shard_mb must be >= 0, got {settings.max_shard_mb}")
     if settings.masking == "none" and settings.dupe_factor > 1:
         logging.warning(
             "--masking=none with --dupe_factor=%d writes the same text %d times (only the %s "
@@ -703,7 +753,9 @@ def plan_jobs(input_files: Sequence[str], output_files: Sequence[str],
               settings: Settings) -> list[ShardJob]:
     """One ShardJob per output file (contiguous input groups, seeds and fingerprints): the work
     list of any runner, local or distributed (data_prep/beam_pipeline.py)."""
-    groups = group_inputs(list(input_files), len(output_files))
+    groups = group_inputs(plan_inputs(input_files, settings, len(output_files)),
+                          len(output_files))
+    check_shard_sizes(groups, settings)
     return [ShardJob(k, group, out, _fingerprint(settings, k, len(groups), group), settings)
             for k, (group, out) in enumerate(zip(groups, output_files))]
 
@@ -711,10 +763,12 @@ def plan_jobs(input_files: Sequence[str], output_files: Sequence[str],
 def create_pretraining_data(input_files: Sequence[str], output_files: Sequence[str],
                             settings: Settings, num_workers: int = 1,
                             summary_file: str | None = None) -> dict:
-    """Builds one shard per output file from contiguous groups of the input files.
+    """Builds one shard per output file from contiguous groups of the input files (cut at
+    document breaks where a file is larger than settings.max_shard_mb or where there are more
+    shards than files: plan_inputs).
 
-    input_files: files in the input format (already expanded); output_files: one per shard
-    (len <= len(input_files)). num_workers: processes (0 = all cores; 1 = this process).
+    input_files: files in the input format (already expanded); output_files: one per shard.
+    num_workers: processes (0 = all cores; 1 = this process).
     Returns the summary dict (also written to summary_file when given).
     """
     validate(settings, num_workers)
@@ -732,7 +786,7 @@ def create_pretraining_data(input_files: Sequence[str], output_files: Sequence[s
     if manifests:
         logging.info("resuming: %d of %d shards already finished, skipping them",
                      len(manifests), len(jobs))
-    sizes = {job.index: sum(os.path.getsize(p) for p in job.input_files) for job in pending}
+    sizes = {job.index: sum(span.size() for span in job.inputs) for job in pending}
     total_bytes, done_bytes, done_instances = sum(sizes.values()), 0, 0
     start = time.time()
     workers = min(num_workers or os.cpu_count() or 1, max(len(pending), 1))
