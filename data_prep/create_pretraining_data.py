@@ -113,8 +113,6 @@ def from_flags(values: flags.FlagValues) -> tuple[list[str], list[str], str, Set
         if not values[name].value:
             raise ValueError(f"--{name} is required")
     input_files = text_files.expand_input_patterns(values.input_file, "input_file")
-    if not values.max_shard_mb >= 0:
-        raise ValueError(f"--max_shard_mb must be >= 0, got {values.max_shard_mb}")
     options = inst.InstanceOptions(
         max_seq_length=values.max_seq_length, short_seq_prob=values.short_seq_prob,
         masked_lm_prob=values.masked_lm_prob,

@@ -104,12 +104,20 @@ def read_text_blocks(path: str, invalid_utf8: str = "error", block_bytes: int = 
     numbers of the whole file.
     """
     _check_policy(invalid_utf8)
-    bad, first, line_base = 0, 0, 0  # bad lines, the first of them, lines before the block
+    # bad lines, the first of them, lines before the block (from `start`)
+    bad, first, line_base = 0, 0, 0
+    before_start: list[int] = []  # lines before `start`: counted only for a message
+
+    def lines_before_start() -> int:
+        if not before_start:
+            position = f.tell()
+            before_start.append(_lines_before(f, start) if start else 0)
+            f.seek(position)
+        return before_start[0]
+
     with open(path, "rb") as f:
         left = os.path.getsize(path) - start if end is None else end - start
         whole = start == 0 and end is None
-        if start:
-            line_base = _lines_before(f, start)
         f.seek(start)
         carry = b""
         while True:
@@ -127,11 +135,12 @@ def read_text_blocks(path: str, invalid_utf8: str = "error", block_bytes: int = 
             except UnicodeDecodeError:
                 if invalid_utf8 == "error":  # the message of all bytes read (their count)
                     decode_text(_read_range(f, start, end), path, invalid_utf8,
-                                (_lines_before(f, start) if start else 0) + 1,
+                                lines_before_start() + 1,
                                 "in the file" if whole else "in the bytes read")
                 lines = data.split(b"\n")
                 numbers = [n for n, line in enumerate(lines, start=1) if not _valid(line)]
-                bad, first = bad + len(numbers), first or line_base + numbers[0]
+                bad = bad + len(numbers)
+                first = first or lines_before_start() + line_base + numbers[0]
                 text = data.decode("utf-8", errors="replace")
             yield text
             if not more:

@@ -10,7 +10,6 @@ large corpora is the same: split the input into files and run them separately.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from typing import Sequence
 
@@ -38,8 +37,7 @@ class InputSpan:
         """The path, or the path and its byte range: for logs and manifests."""
         if self.whole_file:
             return self.path
-        end = os.path.getsize(self.path) if self.end is None else self.end
-        return f"{self.path} (bytes {self.start}-{end})"
+        return f"{self.path} (bytes {self.start}-{self.start + self.size()})"
 
 
 def as_span(item: str | InputSpan) -> InputSpan:
@@ -110,16 +108,22 @@ def plan_spans(input_files: Sequence[str], max_shard_bytes: int,
                num_shards: int = 0) -> list[InputSpan]:
     """The input files as spans of at most ~max_shard_bytes (0: no limit, whole files).
 
-    num_shards > len(input_files) also cuts the files into at least that many spans in all
-    (near-equal in bytes, where the documents allow), so that one large file can feed several
-    shards and workers. A span exceeds the limit only by less than one document.
+    Where that makes fewer than num_shards spans, the files are cut into at least that many
+    in all (in proportion to their sizes, where the documents allow), so that one large file
+    can feed several shards and workers. A span exceeds the limit only by less than one
+    document.
     """
     sizes = [os.path.getsize(p) for p in input_files]
-    target = max_shard_bytes if max_shard_bytes > 0 else math.inf
-    if num_shards > len(input_files):
-        target = min(target, max(sum(sizes) / num_shards, 1))
+    # Pieces per file, in integers (so that planning again with the shard count this gives
+    # makes the same spans): under the limit first, then in proportion to the files' sizes
+    # where that is fewer than num_shards.
+    counts = [-(-size // max_shard_bytes) if max_shard_bytes > 0 and size else 1
+              for size in sizes]
+    total = sum(sizes)
+    if sum(counts) < num_shards and total:
+        counts = [max(count, -(-size * num_shards // total))
+                  for count, size in zip(counts, sizes)]
     spans: list[InputSpan] = []
-    for path, size in zip(input_files, sizes):
-        pieces = math.ceil(size / target) if size and target != math.inf else 1
-        spans.extend(split_file(path, pieces))
+    for path, count in zip(input_files, counts):
+        spans.extend(split_file(path, count))
     return spans

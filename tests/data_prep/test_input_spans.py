@@ -69,6 +69,11 @@ def test_plan_spans_bounds_the_pieces_and_makes_enough_for_the_shards(tmp_path):
     # More shards than files: cut, near-equal in bytes, even with no size limit.
     spans = input_spans.plan_spans([big], 0, num_shards=3)
     assert len(spans) == 3 and all(s.size() < size / 2 for s in spans)
+    # The command counts the spans of the default plan to name the shards; planning again
+    # with that shard count must make the same spans.
+    for limit in (size // 3, size // 4 + 1, size // 7, os.path.getsize(small) // 2):
+        default = input_spans.plan_spans([big, small], limit)
+        assert input_spans.plan_spans([big, small], limit, len(default)) == default, limit
 
 
 def test_read_corpus_of_the_spans_is_that_of_the_file(tmp_path):
@@ -84,7 +89,7 @@ def test_read_corpus_of_the_spans_is_that_of_the_file(tmp_path):
     assert stats_spans == stats_whole  # one file, its bytes and lines, counted once
 
 
-def test_invalid_utf8_in_a_span_names_the_files_line(tmp_path):
+def test_invalid_utf8_in_a_span_names_the_files_line(tmp_path, caplog):
     lines = book_bytes(400).split(b"\n")
     lines[300] = b"bad \xff byte"
     path = write(tmp_path, "bad.txt", b"\n".join(lines))
@@ -96,6 +101,7 @@ def test_invalid_utf8_in_a_span_names_the_files_line(tmp_path):
         list(text_files.read_text_blocks(path, "error", 64, span.start, span.end))
     text = "\n".join(text_files.read_text_blocks(path, "replace", 64, span.start, span.end))
     assert text == span_bytes(span).decode("utf-8", errors="replace")
+    assert "invalid UTF-8 on 1 line(s), first at line 301" in caplog.text
 
 
 def settings(**kwargs):
