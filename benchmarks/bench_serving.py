@@ -75,11 +75,14 @@ def vocab_size(path: str = VOCAB_FILE) -> int:
         return sum(1 for _ in f)
 
 
-def load_sentences(source: str, count: int, seed: int = 0) -> list[str]:
+def load_sentences(source: str, count: int, seed: int = 0, max_wordpieces: int = 0
+                   ) -> list[str]:
     """`count` sentences of shipped real text (see data/SOURCES.md), shuffled with `seed`.
 
     corpus: data/corpus_sentences/*.txt, raw cased book text, one sentence a line.
     sst2:   data/sst2/dev.tsv then train.tsv, the `sentence` column (lower-cased, tokenised).
+    max_wordpieces > 0 keeps only sentences whose packed `[CLS] .. [SEP]` length (our
+    tokenizer) is at most that: "a short sentence" rather than the source's own mix.
     """
     if source == "corpus":
         lines = []
@@ -94,8 +97,15 @@ def load_sentences(source: str, count: int, seed: int = 0) -> list[str]:
                           csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
     else:
         raise ValueError(f"--text must be corpus or sst2, got {source!r}")
+    if max_wordpieces > 0:
+        from bert_tf.export.savedmodel import PreprocessingModule
+
+        pre = PreprocessingModule(VOCAB_FILE, do_lower_case=True, seq_length=max_wordpieces)
+        packed = pre.tokenize(tf.constant(lines)).row_lengths().numpy() + 2
+        lines = [line for line, n in zip(lines, packed) if n <= max_wordpieces]
     if count > len(lines):
-        raise ValueError(f"asked for {count} sentences, {source} has {len(lines)}")
+        raise ValueError(f"asked for {count} sentences, {source} has {len(lines)}"
+                         + (f" of at most {max_wordpieces} WordPieces" if max_wordpieces else ""))
     order = np.random.default_rng(seed).permutation(len(lines))[:count]
     return [lines[i] for i in order]
 
@@ -295,6 +305,14 @@ def main(argv=None) -> int:
     parser.add_argument("--calls", type=int, default=5,
                         help="calls per repetition, each on its own batch")
     parser.add_argument("--repetitions", type=int, default=7)
+    parser.add_argument("--max_wordpieces", type=int, default=0,
+                        help="only sentences of at most this many WordPieces with [CLS] and "
+                             "[SEP] (0: any length)")
+    parser.add_argument("--intra_op_threads", type=int, default=0,
+                        help="TensorFlow intra-op threads for every contender (0: TF's "
+                             "default, one per core)")
+    parser.add_argument("--inter_op_threads", type=int, default=0,
+                        help="TensorFlow inter-op threads (0: TF's default)")
     parser.add_argument("--keras_hub_strip_accents", action="store_true",
                         help="BertTokenizer(strip_accents=True); its default is False even "
                              "with lowercase=True, unlike the original do_lower_case")
@@ -302,6 +320,12 @@ def main(argv=None) -> int:
                         help="also compare both tokenizers on a few non-ASCII strings")
     common.add_allocator_argument(parser)
     args = parser.parse_args(argv)
+    # Process-wide, like a server's own thread settings (TF Serving's
+    # --tensorflow_intra_op_parallelism); they must be set before TF runs any op.
+    if args.intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+    if args.inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     allocator_line = common.choose_allocator(args.cpu_allocator)
 
     wanted = set(common.parse_list(args.contenders))
@@ -315,6 +339,8 @@ def main(argv=None) -> int:
     print("\n".join(common.environment_lines(["tensorflow", "keras", "keras-hub",
                                               "tensorflow-text"])))
     print(allocator_line)
+    print(f"threads: intra-op {args.intra_op_threads or 'default'}, "
+          f"inter-op {args.inter_op_threads or 'default'}, for every contender")
     print(f"vocab: {os.path.relpath(VOCAB_FILE, REPO)} ({vocab_size()} entries), "
           f"text: {args.text}")
     rows, summary, costs, checks = [], [], [], []
@@ -325,7 +351,8 @@ def main(argv=None) -> int:
               + "".join("\n" + d for d in diffs))
     for size in common.parse_list(args.configs):
         batch = args.batch or DEFAULT_BATCH[size]
-        sentences = load_sentences(args.text, batch * args.calls)
+        sentences = load_sentences(args.text, batch * args.calls,
+                                   max_wordpieces=args.max_wordpieces)
         text_batches = [sentences[i:i + batch] for i in range(0, len(sentences), batch)]
         ids_all = None
         if with_peer:

@@ -1,7 +1,7 @@
 """The benchmark scripts run and print their columns (smoke tests: no timing is asserted)."""
 import pytest
 
-from benchmarks import bench_finetune, bench_gemm, bench_pretraining
+from benchmarks import bench_finetune, bench_gemm, bench_pretraining, bench_serving
 
 
 def _table_rows(text: str, first_cell: str) -> list[list[str]]:
@@ -78,3 +78,40 @@ def test_finetune_prints_speed_real_tokens_and_accuracy_per_contender(capsys):
     for row in rows.values():
         assert float(row[1]) > 0 and float(row[3]) > 0 and 0 <= float(row[-1]) <= 1
     assert float(rows["ours_fixed"][5]) < float(rows["ours_bucketed"][5]) <= 1
+
+
+def test_serving_keeps_only_short_sentences_when_asked():
+    import tensorflow as tf
+
+    from bert_tf.export.savedmodel import PreprocessingModule
+
+    short = bench_serving.load_sentences("sst2", 30, max_wordpieces=12)
+    pre = PreprocessingModule(bench_serving.VOCAB_FILE, do_lower_case=True, seq_length=128)
+    lengths = pre.tokenize(tf.constant(short)).row_lengths().numpy() + 2
+    assert len(set(short)) == 30 and lengths.max() <= 12
+    # Without the limit the same draw holds longer sentences, so the filter did something.
+    mixed = bench_serving.load_sentences("sst2", 30)
+    assert (pre.tokenize(tf.constant(mixed)).row_lengths().numpy() + 2).max() > 12
+    with pytest.raises(ValueError, match="sentences, sst2 has [0-9]+ of at most 12 WordPieces"):
+        bench_serving.load_sentences("sst2", 10**6, max_wordpieces=12)
+
+
+def test_serving_times_both_exports_with_the_threads_asked_for():
+    # Its own process: thread counts can only be set before TensorFlow runs an op.
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_serving", "--configs=tiny", "--dtype=float32",
+         "--text=sst2", "--batch=1", "--calls=2", "--repetitions=1", "--peers=",
+         "--contenders=ours/savedmodel,ours/savedmodel-fixed", "--intra_op_threads=1",
+         "--inter_op_threads=1", "--max_wordpieces=16"],
+        capture_output=True, text=True, timeout=300, cwd=repo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "threads: intra-op 1, inter-op 1" in out
+    rows = {r[3]: r for r in _table_rows(out, "tiny") if len(r) == 9}
+    assert set(rows) == {"savedmodel", "savedmodel-fixed"}, out
+    assert all(float(r[4]) > 0 for r in rows.values())
