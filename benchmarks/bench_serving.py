@@ -2,6 +2,8 @@
 
     python -m benchmarks.bench_serving                  # tiny,mini,base, seq 128, both dtypes
     python -m benchmarks.bench_serving --configs=tiny --repetitions=3 --text=sst2
+    python -m benchmarks.bench_serving --configs=mini --text=sst2 --batch=1 --calls=40 \
+        --max_wordpieces=16 --intra_op_threads=1 --inter_op_threads=1   # short, 1 thread
 
 Every contender turns a batch of real sentences into two-class logits, with tokenization,
 `[CLS] .. [SEP]` packing and padding to --seq inside the graph:
