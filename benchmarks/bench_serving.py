@@ -341,8 +341,10 @@ def main(argv=None) -> int:
     print("\n".join(common.environment_lines(["tensorflow", "keras", "keras-hub",
                                               "tensorflow-text"])))
     print(allocator_line)
-    print(f"threads: intra-op {args.intra_op_threads or 'default'}, "
-          f"inter-op {args.inter_op_threads or 'default'}, for every contender")
+    intra = tf.config.threading.get_intra_op_parallelism_threads()  # what TF will use
+    inter = tf.config.threading.get_inter_op_parallelism_threads()
+    print(f"threads: intra-op {intra or 'default'}, inter-op {inter or 'default'}, "
+          f"for every contender")
     print(f"vocab: {os.path.relpath(VOCAB_FILE, REPO)} ({vocab_size()} entries), "
           f"text: {args.text}")
     rows, summary, costs, checks = [], [], [], []
