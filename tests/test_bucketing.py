@@ -424,3 +424,13 @@ def test_bucketing_flags():
     values(["prog", "--length_bucketing", "--distribution_strategy=tpu"])
     with pytest.raises(app.UsageError, match="tpu"):
         script_flags.bucket_lengths_from_flags(values, 64)
+
+
+def test_one_pass_turns_tf_data_autotuning_off_and_keeps_the_elements():
+    from bert_tf.training import inputs
+
+    ds = tf.data.Dataset.range(10).map(lambda x: x * 2, num_parallel_calls=tf.data.AUTOTUNE)
+    assert ds.options().autotune.enabled is not False
+    once = inputs.one_pass(ds)
+    assert once.options().autotune.enabled is False
+    assert list(once.as_numpy_iterator()) == list(ds.as_numpy_iterator())

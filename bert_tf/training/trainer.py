@@ -351,8 +351,14 @@ class Trainer:
         a leading batch axis (concatenated into numpy arrays); `finalize_eval` gets both.
         """
         args, strategy = self.args, self.strategy
-        dataset = strategy.distribute_datasets_from_function(
-            lambda context: self.task.eval_dataset(context, args.max_eval_steps))
+        if isinstance(strategy, tf.distribute.OneDeviceStrategy):
+            # One replica: the plain dataset, whose iterator is dropped at once at the end of
+            # the pass (the distributed one's sometimes waited 2-15 s for tf.data's tuner).
+            dataset = inputs.one_pass(self.task.eval_dataset(tf.distribute.InputContext(),
+                                                             args.max_eval_steps))
+        else:
+            dataset = strategy.distribute_datasets_from_function(
+                lambda context: self.task.eval_dataset(context, args.max_eval_steps))
         if self._eval_fn is None:  # built once: periodic evals reuse the traced function
             self._eval_fn = self._build_eval_step()
 
