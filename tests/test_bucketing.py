@@ -434,3 +434,24 @@ def test_one_pass_turns_tf_data_autotuning_off_and_keeps_the_elements():
     once = inputs.one_pass(ds)
     assert once.options().autotune.enabled is False
     assert list(once.as_numpy_iterator()) == list(ds.as_numpy_iterator())
+
+
+def test_evaluate_on_one_device_iterates_a_dataset_with_autotuning_off(tmp_path, monkeypatch):
+    from bert_tf.training import inputs
+
+    seen = []
+    real_one_pass = inputs.one_pass
+
+    def recording(ds):
+        out = real_one_pass(ds)
+        seen.append(out.options().autotune.enabled)
+        return out
+
+    monkeypatch.setattr(inputs, "one_pass", recording)
+    task = glue.get_task("sst2")
+    dev = glue.cached_features(task, "dev", _sst2_dev(tmp_path, 16), str(tmp_path / "f"),
+                               VOCAB, True, 128, 8)
+    metrics = _eval_only(ClassificationTask(_config(), 2, 128, 8, 8, train_file=dev.path,
+                                            eval_file=dev.path, seed=3), str(tmp_path / "run"))
+    assert metrics["eval_num_examples"] == 16
+    assert seen == [False]
